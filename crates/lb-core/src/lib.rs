@@ -1,0 +1,13 @@
+//! Sans-IO load-balancer core.
+//!
+//! Everything here works on byte slices and a caller-supplied clock: no DPDK, no
+//! threads, no syscalls. The data plane feeds frames in with [`worker::Worker`] and
+//! acts on the verdicts it returns.
+
+pub mod flow;
+pub mod frame;
+pub mod ids;
+pub mod sched;
+pub mod service;
+pub mod stats;
+pub mod time;
