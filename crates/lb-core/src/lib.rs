@@ -4,10 +4,20 @@
 //! threads, no syscalls. The data plane feeds frames in with [`worker::Worker`] and
 //! acts on the verdicts it returns.
 
+pub mod config;
+pub mod conn;
+pub mod csum;
 pub mod flow;
 pub mod frame;
 pub mod ids;
+pub mod laddr;
+pub mod neigh;
+pub mod route;
 pub mod sched;
 pub mod service;
+pub mod snapshot;
 pub mod stats;
 pub mod time;
+pub mod wire;
+pub mod worker;
+pub mod xmit;

@@ -1,0 +1,387 @@
+//! The per-worker connection table.
+//!
+//! Records live in a slab preallocated to the configured capacity; a hashbrown
+//! `HashTable<u32>` indexes each record under two keys, the client-side tuple
+//! (client → VIP) and the server-side tuple (real server → local address), so one
+//! lookup finds the connection from either direction. Nothing allocates after
+//! construction: the slab and the index are sized for the capacity up front.
+
+use std::net::IpAddr;
+
+use hashbrown::HashTable;
+
+use super::state::TcpState;
+use super::timer::TimerWheel;
+use crate::flow::FlowKey;
+use crate::ids::{RealServerId, ServiceId};
+use crate::service::ForwardMode;
+use crate::time::Instant;
+
+/// Which key of a connection a lookup matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The client-side tuple: a packet from the client.
+    Client,
+    /// The server-side tuple: a packet from the real server.
+    Server,
+}
+
+/// One tracked connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conn {
+    /// IP protocol.
+    pub proto: u8,
+    /// How packets reach the real server.
+    pub forward: ForwardMode,
+    /// TCP state (UDP connections use `Established`).
+    pub state: TcpState,
+    /// Whether a packet from the server side has been seen.
+    pub output_seen: bool,
+    /// Client address and port.
+    pub client: (IpAddr, u16),
+    /// Virtual address and port.
+    pub virt: (IpAddr, u16),
+    /// Address and port the real server sees as the peer: the local address for
+    /// FullNAT, the client for the other modes.
+    pub local: (IpAddr, u16),
+    /// Real server address and port.
+    pub dest: (IpAddr, u16),
+    /// The service, with its slot serial.
+    pub service: (ServiceId, u32),
+    /// The real server, with its slot serial.
+    pub real_server: (RealServerId, u32),
+    /// When the connection expires unless refreshed.
+    pub expires: Instant,
+}
+
+impl Conn {
+    /// The tuple of packets from the client.
+    pub fn client_key(&self) -> FlowKey {
+        FlowKey {
+            proto: self.proto,
+            src: self.client.0,
+            sport: self.client.1,
+            dst: self.virt.0,
+            dport: self.virt.1,
+        }
+    }
+
+    /// The tuple of packets from the real server.
+    pub fn server_key(&self) -> FlowKey {
+        FlowKey {
+            proto: self.proto,
+            src: self.dest.0,
+            sport: self.dest.1,
+            dst: self.local.0,
+            dport: self.local.1,
+        }
+    }
+
+    /// Whether replies from the server pass through the director (so the server-side
+    /// key must be indexed).
+    pub fn replies_through_director(&self) -> bool {
+        matches!(self.forward, ForwardMode::Nat | ForwardMode::FullNat)
+    }
+}
+
+/// Why a connection could not be inserted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertError {
+    /// The table holds its capacity.
+    Full,
+    /// A connection with one of the same keys exists.
+    Exists,
+}
+
+/// A connection table owned by one worker.
+#[derive(Debug)]
+pub struct ConnTable {
+    slab: Vec<Conn>,
+    free: Vec<u32>,
+    index: HashTable<u32>,
+    seeds: [u64; 3],
+    wheel: TimerWheel,
+    capacity: usize,
+}
+
+/// Timer wheel geometry: 10 ms ticks, 4096 slots (a 41 s horizon; longer timeouts
+/// are re-linked once per lap).
+const TICK_NS: u64 = 10_000_000;
+const WHEEL_SLOTS: usize = 4096;
+
+impl ConnTable {
+    /// A table for `capacity` connections. `seed` keys the hash so that remote
+    /// peers cannot aim tuples at one bucket.
+    pub fn new(capacity: usize, seed: u64, now: Instant) -> Self {
+        let capacity = capacity.max(1);
+        let mut s = seed ^ 0x9e37_79b9_7f4a_7c15;
+        let mut next_seed = || {
+            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        ConnTable {
+            slab: Vec::with_capacity(capacity),
+            free: Vec::with_capacity(capacity),
+            index: HashTable::with_capacity(capacity * 2),
+            seeds: [next_seed(), next_seed(), next_seed()],
+            wheel: TimerWheel::new(capacity, WHEEL_SLOTS, TICK_NS, now),
+            capacity,
+        }
+    }
+
+    /// Connections the table can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Connections in the table.
+    pub fn len(&self) -> usize {
+        self.slab.len() - self.free.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The connection in slot `idx`.
+    pub fn get(&self, idx: u32) -> &Conn {
+        &self.slab[idx as usize]
+    }
+
+    /// The connection in slot `idx`, writable. Keys must not be changed.
+    pub fn get_mut(&mut self, idx: u32) -> &mut Conn {
+        &mut self.slab[idx as usize]
+    }
+
+    /// Finds the connection a packet with tuple `key` belongs to.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey) -> Option<(u32, Side)> {
+        let hash = hash_key(&self.seeds, key);
+        let slab = &self.slab;
+        self.index
+            .find(hash, |&e| entry_key(slab, e) == *key)
+            .map(|&e| (e >> 1, if e & 1 == 0 { Side::Client } else { Side::Server }))
+    }
+
+    /// Inserts `conn`, indexed under its client key and (for NAT and FullNAT) its
+    /// server key, and arms its expiry.
+    pub fn insert(&mut self, conn: Conn) -> Result<u32, InsertError> {
+        let ckey = conn.client_key();
+        let skey = conn.replies_through_director().then(|| conn.server_key());
+        if self.lookup(&ckey).is_some() || skey.is_some_and(|k| self.lookup(&k).is_some()) {
+            return Err(InsertError::Exists);
+        }
+        let expires = conn.expires;
+        let idx = if let Some(idx) = self.free.pop() {
+            self.slab[idx as usize] = conn;
+            idx
+        } else if self.slab.len() < self.capacity {
+            self.slab.push(conn);
+            (self.slab.len() - 1) as u32
+        } else {
+            return Err(InsertError::Full);
+        };
+        self.index_entry(idx << 1, &ckey);
+        if let Some(skey) = skey {
+            self.index_entry((idx << 1) | 1, &skey);
+        }
+        self.wheel.arm(idx, expires);
+        Ok(idx)
+    }
+
+    fn index_entry(&mut self, entry: u32, key: &FlowKey) {
+        let hash = hash_key(&self.seeds, key);
+        let (slab, seeds) = (&self.slab, &self.seeds);
+        self.index.insert_unique(hash, entry, |&e| {
+            hash_key(seeds, &entry_key(slab, e))
+        });
+    }
+
+    /// Removes the connection in slot `idx` and returns it.
+    pub fn remove(&mut self, idx: u32) -> Conn {
+        self.wheel.cancel(idx);
+        let conn = self.slab[idx as usize].clone();
+        Self::unindex(&mut self.index, &self.seeds, &self.slab, idx);
+        self.free.push(idx);
+        conn
+    }
+
+    fn unindex(index: &mut HashTable<u32>, seeds: &[u64; 3], slab: &[Conn], idx: u32) {
+        let conn = &slab[idx as usize];
+        let mut drop_entry = |entry: u32, key: FlowKey| {
+            if let Ok(e) = index.find_entry(hash_key(seeds, &key), |&e| e == entry) {
+                e.remove();
+            }
+        };
+        drop_entry(idx << 1, conn.client_key());
+        if conn.replies_through_director() {
+            drop_entry((idx << 1) | 1, conn.server_key());
+        }
+    }
+
+    /// Expires connections whose deadline has passed, handling at most `budget`
+    /// timer entries; `on_expire` sees each removed connection (to return its local
+    /// port and fix counters). Returns how many timer entries were handled.
+    pub fn expire(&mut self, now: Instant, budget: usize, mut on_expire: impl FnMut(&Conn)) -> usize {
+        let ConnTable {
+            slab,
+            free,
+            index,
+            seeds,
+            wheel,
+            ..
+        } = self;
+        wheel.advance(now, budget, |idx| {
+            let conn = &slab[idx as usize];
+            if conn.expires > now {
+                // Refreshed by traffic since it was armed: follow the new deadline.
+                return Some(conn.expires);
+            }
+            on_expire(conn);
+            Self::unindex(index, seeds, slab, idx);
+            free.push(idx);
+            None
+        })
+    }
+
+    /// Every live connection (for listings, off the packet path).
+    pub fn iter(&self) -> impl Iterator<Item = &Conn> + '_ {
+        let mut is_free = vec![false; self.slab.len()];
+        for &i in &self.free {
+            is_free[i as usize] = true;
+        }
+        self.slab
+            .iter()
+            .zip(is_free)
+            .filter_map(|(c, free)| (!free).then_some(c))
+    }
+}
+
+#[inline]
+fn entry_key(slab: &[Conn], entry: u32) -> FlowKey {
+    let conn = &slab[(entry >> 1) as usize];
+    if entry & 1 == 0 {
+        conn.client_key()
+    } else {
+        conn.server_key()
+    }
+}
+
+#[inline]
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+#[inline]
+fn addr_bits(addr: IpAddr) -> u64 {
+    match addr {
+        IpAddr::V4(a) => u64::from(u32::from(a)),
+        IpAddr::V6(a) => {
+            let v = u128::from(a);
+            (v as u64) ^ ((v >> 64) as u64).rotate_left(17)
+        }
+    }
+}
+
+/// A keyed hash of a flow tuple: two rounds of folded multiplication (as in
+/// foldhash), fast enough for the per-packet lookup and seeded per worker.
+#[inline]
+fn hash_key(seeds: &[u64; 3], key: &FlowKey) -> u64 {
+    let addrs = addr_bits(key.src).rotate_left(32) ^ addr_bits(key.dst);
+    let rest = (u64::from(key.sport) << 32) | (u64::from(key.dport) << 16) | u64::from(key.proto);
+    let h = folded_multiply(addrs ^ seeds[0], rest ^ seeds[1]);
+    folded_multiply(h ^ seeds[2], 0x2d35_8dcc_aa6c_78a5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
+    }
+
+    fn conn(cport: u16, lport: u16, expires: Instant) -> Conn {
+        Conn {
+            proto: 6,
+            forward: ForwardMode::FullNat,
+            state: TcpState::SynRecv,
+            output_seen: false,
+            client: (ip(1), cport),
+            virt: (ip(100), 80),
+            local: (ip(200), lport),
+            dest: (ip(11), 8080),
+            service: (ServiceId(0), 0),
+            real_server: (RealServerId(0), 0),
+            expires,
+        }
+    }
+
+    #[test]
+    fn finds_a_connection_from_both_sides() {
+        let mut t = ConnTable::new(8, 1, Instant(0));
+        let c = conn(40000, 1025, Instant(1_000_000_000));
+        let idx = t.insert(c.clone()).unwrap();
+        assert_eq!(t.lookup(&c.client_key()), Some((idx, Side::Client)));
+        assert_eq!(t.lookup(&c.server_key()), Some((idx, Side::Server)));
+        assert_eq!(t.lookup(&c.client_key().reversed()), None);
+        assert_eq!(t.insert(c.clone()), Err(InsertError::Exists));
+        assert_eq!(t.remove(idx), c);
+        assert_eq!(t.lookup(&c.client_key()), None);
+        assert_eq!(t.lookup(&c.server_key()), None);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_connections_and_keeps_old_ones() {
+        let mut t = ConnTable::new(2, 1, Instant(0));
+        let a = conn(1, 1, Instant(u64::MAX / 2));
+        let b = conn(2, 2, Instant(u64::MAX / 2));
+        t.insert(a.clone()).unwrap();
+        t.insert(b.clone()).unwrap();
+        assert_eq!(t.insert(conn(3, 3, Instant(0))), Err(InsertError::Full));
+        assert!(t.lookup(&a.client_key()).is_some());
+        assert!(t.lookup(&b.server_key()).is_some());
+    }
+
+    #[test]
+    fn expiry_follows_refreshed_deadlines() {
+        let start = Instant(0);
+        let mut t = ConnTable::new(4, 7, start);
+        let a = t.insert(conn(1, 1, start + Duration::from_secs(1))).unwrap();
+        let b = t.insert(conn(2, 2, start + Duration::from_secs(1))).unwrap();
+        t.get_mut(b).expires = start + Duration::from_secs(5);
+        let mut gone = Vec::new();
+        t.expire(start + Duration::from_secs(2), usize::MAX, |c| gone.push(c.client.1));
+        assert_eq!(gone, [1]);
+        assert!(t.lookup(&t.get(b).client_key()).is_some());
+        t.expire(start + Duration::from_secs(6), usize::MAX, |c| gone.push(c.client.1));
+        assert_eq!(gone, [1, 2]);
+        assert!(t.is_empty());
+        // Slots are reused.
+        let c = t.insert(conn(3, 3, start + Duration::from_secs(9))).unwrap();
+        assert!(c == a || c == b);
+    }
+
+    #[test]
+    fn many_connections_round_trip() {
+        let mut t = ConnTable::new(10_000, 42, Instant(0));
+        for i in 0..10_000u16 {
+            t.insert(conn(i, i, Instant(u64::MAX / 2))).unwrap();
+        }
+        for i in 0..10_000u16 {
+            let c = conn(i, i, Instant(0));
+            let (idx, side) = t.lookup(&c.server_key()).unwrap();
+            assert_eq!(side, Side::Server);
+            assert_eq!(t.get(idx).client.1, i);
+        }
+        assert_eq!(t.iter().count(), 10_000);
+    }
+}

@@ -1,0 +1,501 @@
+//! The per-core entry point: one [`Worker`] per forwarding core takes frames with
+//! the current time and says what to do with them.
+//!
+//! A worker owns its connection table, its slice of local ports and its neighbour
+//! table; it reads the shared, immutable [`Snapshot`] and writes only its own
+//! counters. It never allocates, locks or blocks per packet.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use crate::conn::{next_state, Conn, ConnTable, Direction, InsertError, Side, TcpEvent, TcpState};
+use crate::flow::FlowKey;
+use crate::frame::Frame;
+use crate::ids::{PortId, WorkerId};
+use crate::laddr::LocalPortPool;
+use crate::neigh::NeighTable;
+use crate::service::{DestWorkerCounters, ForwardMode};
+use crate::snapshot::Snapshot;
+use crate::stats::{DropReason, WorkerCounters};
+use crate::time::Instant;
+use crate::wire::arp::{self, ArpPacket};
+use crate::wire::ethernet::{self, EthernetFrame};
+use crate::wire::icmp::{self, IcmpPacket};
+use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::tcp::{flags, TcpSegment};
+use crate::wire::udp::UdpDatagram;
+use crate::wire::MacAddr;
+use crate::xmit;
+
+/// What the caller does with a frame after [`Worker::process`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the frame, rewritten in place, out of this port (on the worker's queue).
+    Transmit(PortId),
+    /// The frame was consumed (e.g. an ARP reply that was learned); free it.
+    Consumed,
+    /// Drop the frame; the reason has been counted.
+    Drop(DropReason),
+}
+
+/// Expiry work per [`Worker::poll`]: enough to keep up with a million connections
+/// expiring per second at a few thousand polls per second, small enough that a
+/// mass expiry never delays forwarding by more than a few microseconds.
+pub const EXPIRE_BUDGET: usize = 256;
+/// Ethernet + IPv4 offset.
+const IP_AT: usize = ethernet::HEADER_LEN;
+/// ARP requests waiting to be sent.
+const PENDING_ARP: usize = 64;
+/// Neighbour entries per worker.
+const NEIGH_CAPACITY: usize = 4096;
+
+/// Sizing and identity of one worker.
+#[derive(Clone, Debug)]
+pub struct WorkerSetup {
+    /// This worker.
+    pub id: WorkerId,
+    /// MAC of every port, indexed by `PortId`.
+    pub port_macs: Vec<MacAddr>,
+    /// Connections the worker can track.
+    pub conn_capacity: usize,
+    /// Seed for the connection hash (random per process).
+    pub seed: u64,
+}
+
+/// One forwarding worker's state.
+#[derive(Debug)]
+pub struct Worker {
+    id: WorkerId,
+    snapshot: Arc<Snapshot>,
+    port_macs: Vec<MacAddr>,
+    conns: ConnTable,
+    local_ports: LocalPortPool,
+    neigh: NeighTable,
+    pending_arp: VecDeque<(PortId, Ipv4Addr)>,
+    counters: Arc<WorkerCounters>,
+}
+
+/// Parsed facts about a TCP/UDP packet that the forwarding path needs.
+#[derive(Clone, Copy, Debug)]
+struct L4Info {
+    key: FlowKey,
+    tcp_flags: u8,
+    ip_len: usize,
+}
+
+impl Worker {
+    /// A worker forwarding with `snapshot`.
+    pub fn new(setup: WorkerSetup, snapshot: Arc<Snapshot>, now: Instant) -> Self {
+        let mut neigh = NeighTable::new(NEIGH_CAPACITY);
+        for &(ip, mac, port) in &snapshot.static_neighbours {
+            neigh.add_static(ip, mac, port);
+        }
+        Worker {
+            id: setup.id,
+            local_ports: LocalPortPool::new(setup.id, snapshot.workers, &snapshot.local_addresses),
+            conns: ConnTable::new(setup.conn_capacity, setup.seed, now),
+            snapshot,
+            port_macs: setup.port_macs,
+            neigh,
+            pending_arp: VecDeque::with_capacity(PENDING_ARP),
+            counters: Arc::new(WorkerCounters::default()),
+        }
+    }
+
+    /// This worker's id.
+    pub fn id(&self) -> WorkerId {
+        self.id
+    }
+
+    /// The worker's counters, for the control thread.
+    pub fn counters(&self) -> Arc<WorkerCounters> {
+        self.counters.clone()
+    }
+
+    /// The snapshot the worker forwards with.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    /// Switches to a newly published snapshot (off the per-packet path: the caller
+    /// checks for a new generation once per burst).
+    pub fn set_snapshot(&mut self, snapshot: Arc<Snapshot>) {
+        if snapshot.local_addresses != self.snapshot.local_addresses {
+            self.local_ports.set_addresses(&snapshot.local_addresses);
+        }
+        for &(ip, mac, port) in &snapshot.static_neighbours {
+            self.neigh.add_static(ip, mac, port);
+        }
+        self.snapshot = snapshot;
+    }
+
+    /// The live connections (for listings; walks the whole table).
+    pub fn connections(&self) -> impl Iterator<Item = &Conn> + '_ {
+        self.conns.iter()
+    }
+
+    /// Handles one frame received on `port` at `now`.
+    pub fn process(&mut self, now: Instant, port: PortId, frame: &mut Frame<'_>) -> Verdict {
+        self.counters.rx_packets.inc();
+        self.counters.rx_bytes.add(frame.len() as u64);
+        match self.dispatch(now, port, frame) {
+            Ok(verdict) => verdict,
+            Err(reason) => {
+                self.counters.drops.inc(reason);
+                Verdict::Drop(reason)
+            }
+        }
+    }
+
+    /// Timer work: expires due connections, at most [`EXPIRE_BUDGET`] per call.
+    pub fn poll(&mut self, now: Instant) {
+        let Worker {
+            id,
+            snapshot,
+            conns,
+            local_ports,
+            counters,
+            ..
+        } = self;
+        conns.expire(now, EXPIRE_BUDGET, |conn| {
+            release(*id, snapshot, local_ports, counters, conn);
+        });
+    }
+
+    /// Writes the next frame the worker originates (ARP requests) into `frame`, an
+    /// empty buffer, and says which port it goes out of.
+    pub fn poll_transmit(&mut self, frame: &mut Frame<'_>) -> Option<PortId> {
+        let (port, target) = self.pending_arp.pop_front()?;
+        let mac = self.port_macs[port.index()];
+        let sender_ip = self.snapshot.ports[port.index()].cidr.addr;
+        let len = ethernet::HEADER_LEN + arp::PACKET_LEN;
+        frame.set_len(len).ok()?;
+        let data = frame.data_mut();
+        let mut eth = EthernetFrame::new_checked(&mut data[..]).ok()?;
+        eth.set_dst(MacAddr::BROADCAST);
+        eth.set_src(mac);
+        eth.set_ethertype(ethernet::ETHERTYPE_ARP);
+        ArpPacket::emit(
+            eth.payload_mut(),
+            arp::OP_REQUEST,
+            (mac, sender_ip),
+            (MacAddr::ZERO, target),
+        )
+        .ok()?;
+        self.counters.arp_requests.inc();
+        Some(port)
+    }
+
+    fn dispatch(&mut self, now: Instant, port: PortId, frame: &mut Frame<'_>) -> Result<Verdict, DropReason> {
+        let ethertype = EthernetFrame::new_checked(frame.data())
+            .map_err(|_| DropReason::Malformed)?
+            .ethertype();
+        match ethertype {
+            ethernet::ETHERTYPE_ARP => self.on_arp(now, port, frame),
+            ethernet::ETHERTYPE_IPV4 => self.on_ipv4(now, port, frame),
+            _ => Err(DropReason::UnsupportedEthertype),
+        }
+    }
+
+    fn on_arp(&mut self, now: Instant, port: PortId, frame: &mut Frame<'_>) -> Result<Verdict, DropReason> {
+        let data = frame.data_mut();
+        let packet = ArpPacket::new_checked(&data[IP_AT..]).map_err(|_| DropReason::Malformed)?;
+        let (op, sender_mac, sender_ip, target_ip) = (
+            packet.operation(),
+            packet.sender_mac(),
+            packet.sender_ip(),
+            packet.target_ip(),
+        );
+        let ours = self.snapshot.local_kind(IpAddr::V4(target_ip)).is_some();
+        if (ours || op == arp::OP_REPLY) && !sender_ip.is_unspecified() {
+            self.neigh.learn(sender_ip, sender_mac, port, now);
+        }
+        match op {
+            arp::OP_REQUEST if ours => {
+                let mac = self.port_macs[port.index()];
+                let mut eth = EthernetFrame::new_checked(&mut data[..]).map_err(|_| DropReason::Malformed)?;
+                eth.set_dst(sender_mac);
+                eth.set_src(mac);
+                ArpPacket::emit(
+                    &mut eth.payload_mut()[..arp::PACKET_LEN],
+                    arp::OP_REPLY,
+                    (mac, target_ip),
+                    (sender_mac, sender_ip),
+                )
+                .map_err(|_| DropReason::Malformed)?;
+                self.counters.arp_replies.inc();
+                Ok(Verdict::Transmit(port))
+            }
+            arp::OP_REPLY => Ok(Verdict::Consumed),
+            _ => Err(DropReason::IgnoredForeign),
+        }
+    }
+
+    fn on_ipv4(&mut self, now: Instant, port: PortId, frame: &mut Frame<'_>) -> Result<Verdict, DropReason> {
+        let ip = Ipv4Packet::new_checked(&frame.data()[IP_AT..]).map_err(|_| DropReason::Malformed)?;
+        if !ip.verify_checksum() {
+            return Err(DropReason::Malformed);
+        }
+        if ip.is_fragment() {
+            return Err(DropReason::Fragment);
+        }
+        let (src, dst, proto) = (ip.src(), ip.dst(), ip.protocol());
+        let ip_len = ip.total_len();
+        let (sport, dport, tcp_flags) = match proto {
+            PROTO_TCP => {
+                let tcp = TcpSegment::new_checked(ip.payload()).map_err(|_| DropReason::Malformed)?;
+                (tcp.src_port(), tcp.dst_port(), tcp.flags())
+            }
+            PROTO_UDP => {
+                let udp = UdpDatagram::new_checked(ip.payload()).map_err(|_| DropReason::Malformed)?;
+                (udp.src_port(), udp.dst_port(), 0)
+            }
+            PROTO_ICMP => return self.on_icmp(port, frame, dst),
+            _ => {
+                return Err(match self.snapshot.local_kind(IpAddr::V4(dst)) {
+                    Some(_) => DropReason::UnsupportedProtocol,
+                    None => DropReason::NotLocal,
+                })
+            }
+        };
+        let info = L4Info {
+            key: FlowKey::v4(proto, src, sport, dst, dport),
+            tcp_flags,
+            ip_len,
+        };
+        if let Some((idx, side)) = self.conns.lookup(&info.key) {
+            if !self.starts_afresh(idx, side, tcp_flags) {
+                return self.forward(now, idx, side, info, frame);
+            }
+            let conn = self.conns.remove(idx);
+            release(self.id, &self.snapshot, &mut self.local_ports, &self.counters, &conn);
+        }
+        let idx = self.new_connection(now, &info)?;
+        self.forward(now, idx, Side::Client, info, frame)
+    }
+
+    /// IPVS `conn_reuse_mode`: a new SYN on a connection in TIME_WAIT or CLOSE is a
+    /// new connection, scheduled afresh.
+    fn starts_afresh(&self, idx: u32, side: Side, tcp_flags: u8) -> bool {
+        let conn = self.conns.get(idx);
+        side == Side::Client
+            && conn.proto == PROTO_TCP
+            && tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN
+            && matches!(conn.state, TcpState::TimeWait | TcpState::Close)
+    }
+
+    fn new_connection(&mut self, now: Instant, info: &L4Info) -> Result<u32, DropReason> {
+        let key = &info.key;
+        let snapshot = &self.snapshot;
+        let Some(service) = snapshot.service(key.proto, key.dst, key.dport) else {
+            return Err(match snapshot.local_kind(key.dst) {
+                Some(_) => DropReason::NoService,
+                None => DropReason::NotLocal,
+            });
+        };
+        if key.proto == PROTO_TCP && info.tcp_flags & (flags::SYN | flags::ACK | flags::RST) != flags::SYN {
+            return Err(DropReason::NoConnection);
+        }
+        let pick = service
+            .scheduler
+            .pick(self.id, &service.real_servers, key)
+            .ok_or(DropReason::NoDest)?;
+        let dest = &service.real_servers[pick];
+        let local = match dest.forward {
+            ForwardMode::FullNat => self.local_ports.allocate().ok_or(DropReason::NoLocalPort)?,
+            _ => (key.src, key.sport),
+        };
+        let state = if key.proto == PROTO_TCP {
+            TcpState::None
+        } else {
+            TcpState::Established
+        };
+        let conn = Conn {
+            proto: key.proto,
+            forward: dest.forward,
+            state,
+            output_seen: false,
+            client: (key.src, key.sport),
+            virt: (key.dst, key.dport),
+            local,
+            dest: (dest.addr, dest.port),
+            service: (service.id, service.serial),
+            real_server: (dest.id, dest.serial),
+            expires: now + snapshot.timeouts.tcp(TcpState::None),
+        };
+        match self.conns.insert(conn) {
+            Ok(idx) => {
+                let dc = dest.counters.worker(self.id);
+                dc.conns.inc();
+                gauge_for(dc, state).inc();
+                service.counters.worker(self.id).conns.inc();
+                self.counters.conns_created.inc();
+                self.counters.conns_live.inc();
+                Ok(idx)
+            }
+            Err(e) => {
+                if dest.forward == ForwardMode::FullNat {
+                    self.local_ports.release(local.0, local.1);
+                }
+                Err(match e {
+                    InsertError::Full => DropReason::TableFull,
+                    InsertError::Exists => DropReason::NoLocalPort,
+                })
+            }
+        }
+    }
+
+    fn forward(
+        &mut self,
+        now: Instant,
+        idx: u32,
+        side: Side,
+        info: L4Info,
+        frame: &mut Frame<'_>,
+    ) -> Result<Verdict, DropReason> {
+        let snapshot = &self.snapshot;
+        let conn = self.conns.get_mut(idx);
+        let Some(dest) = snapshot.real_server(conn.real_server.0, conn.real_server.1) else {
+            // expire_nodest_conn: the real server is gone; the connection dies now.
+            let conn = self.conns.remove(idx);
+            release(self.id, &self.snapshot, &mut self.local_ports, &self.counters, &conn);
+            return Err(DropReason::DestRemoved);
+        };
+        let dc = dest.counters.worker(self.id);
+        if conn.proto == PROTO_TCP {
+            let dir = match side {
+                Side::Client if conn.replies_through_director() || conn.output_seen => Direction::Input,
+                Side::Client => Direction::InputOnly,
+                Side::Server => {
+                    conn.output_seen = true;
+                    Direction::Output
+                }
+            };
+            if let Some(event) = TcpEvent::from_flags(info.tcp_flags) {
+                let next = next_state(conn.state, dir, event);
+                if next != conn.state {
+                    gauge_for(dc, conn.state).dec();
+                    gauge_for(dc, next).inc();
+                    conn.state = next;
+                }
+            }
+            conn.expires = now + snapshot.timeouts.tcp(conn.state);
+        } else {
+            conn.expires = now + snapshot.timeouts.udp();
+        }
+        let service = snapshot.service_by_id(conn.service.0, conn.service.1);
+        let bytes = info.ip_len as u64;
+        let ip = &mut frame.data_mut()[IP_AT..];
+        let target = match side {
+            Side::Client => {
+                count(dc, service.map(|s| s.counters.worker(self.id)), bytes, true);
+                xmit::to_server(conn, ip).map_err(xmit_drop)?;
+                // Every mode delivers to the real server's address: rewritten into
+                // the packet for NAT and FullNAT, only as the next hop for DR.
+                conn.dest.0
+            }
+            Side::Server => {
+                count(dc, service.map(|s| s.counters.worker(self.id)), bytes, false);
+                xmit::to_client(conn, ip).map_err(xmit_drop)?;
+                conn.client.0
+            }
+        };
+        let IpAddr::V4(target) = target else {
+            return Err(DropReason::UnsupportedProtocol);
+        };
+        self.route(now, frame, target)
+    }
+
+    fn on_icmp(&mut self, port: PortId, frame: &mut Frame<'_>, dst: Ipv4Addr) -> Result<Verdict, DropReason> {
+        if self.snapshot.local_kind(IpAddr::V4(dst)).is_none() {
+            return Err(DropReason::NotLocal);
+        }
+        let data = frame.data_mut();
+        let (eth_bytes, rest) = data.split_at_mut(IP_AT);
+        let mut ip = Ipv4Packet::new_checked(&mut rest[..]).map_err(|_| DropReason::Malformed)?;
+        let mut icmp = IcmpPacket::new_checked(ip.payload_mut()).map_err(|_| DropReason::Malformed)?;
+        if icmp.msg_type() != icmp::TYPE_ECHO_REQUEST || icmp.code() != 0 {
+            // Errors about tracked connections are translated in a later issue.
+            return Err(DropReason::UnsupportedProtocol);
+        }
+        if !icmp.verify_checksum() {
+            return Err(DropReason::Malformed);
+        }
+        icmp.set_type_code(icmp::TYPE_ECHO_REPLY, 0);
+        ip.swap_addresses();
+        ip.set_ttl(64);
+        let mut eth = EthernetFrame::new_checked(&mut eth_bytes[..]).map_err(|_| DropReason::Malformed)?;
+        let sender = eth.src();
+        eth.set_dst(sender);
+        eth.set_src(self.port_macs[port.index()]);
+        self.counters.icmp_echo_replies.inc();
+        Ok(Verdict::Transmit(port))
+    }
+
+    /// Decrements the TTL, routes to `target` and fills in the MACs.
+    fn route(&mut self, now: Instant, frame: &mut Frame<'_>, target: Ipv4Addr) -> Result<Verdict, DropReason> {
+        let hop = self.snapshot.routes.lookup(target).ok_or(DropReason::NoRoute)?;
+        let resolution = self.neigh.resolve(hop.via, hop.port, now);
+        if resolution.send_request && self.pending_arp.len() < PENDING_ARP {
+            self.pending_arp.push_back((hop.port, hop.via));
+        }
+        let mac = resolution.mac.ok_or(DropReason::NeighUnresolved)?;
+        let data = frame.data_mut();
+        let mut ip = Ipv4Packet::new_checked(&mut data[IP_AT..]).map_err(|_| DropReason::Malformed)?;
+        let ttl = ip.ttl();
+        if ttl <= 1 {
+            return Err(DropReason::TtlExceeded);
+        }
+        ip.set_ttl(ttl - 1);
+        let mut eth = EthernetFrame::new_checked(&mut data[..]).map_err(|_| DropReason::Malformed)?;
+        eth.set_dst(mac);
+        eth.set_src(self.port_macs[hop.port.index()]);
+        Ok(Verdict::Transmit(hop.port))
+    }
+}
+
+fn xmit_drop(e: xmit::XmitError) -> DropReason {
+    match e {
+        xmit::XmitError::Malformed => DropReason::Malformed,
+        xmit::XmitError::Unsupported => DropReason::UnsupportedProtocol,
+    }
+}
+
+fn gauge_for(counters: &DestWorkerCounters, state: TcpState) -> &crate::stats::Gauge {
+    if state.is_active() {
+        &counters.active
+    } else {
+        &counters.inactive
+    }
+}
+
+fn count(dest: &DestWorkerCounters, service: Option<&DestWorkerCounters>, bytes: u64, inbound: bool) {
+    for c in std::iter::once(dest).chain(service) {
+        if inbound {
+            c.in_packets.inc();
+            c.in_bytes.add(bytes);
+        } else {
+            c.out_packets.inc();
+            c.out_bytes.add(bytes);
+        }
+    }
+}
+
+/// Undoes what a connection holds: its local port and its place in the counters.
+fn release(
+    id: WorkerId,
+    snapshot: &Snapshot,
+    local_ports: &mut LocalPortPool,
+    counters: &WorkerCounters,
+    conn: &Conn,
+) {
+    if conn.forward == ForwardMode::FullNat {
+        local_ports.release(conn.local.0, conn.local.1);
+    }
+    if let Some(dest) = snapshot.real_server(conn.real_server.0, conn.real_server.1) {
+        gauge_for(dest.counters.worker(id), conn.state).dec();
+    }
+    counters.conns_expired.inc();
+    counters.conns_live.dec();
+}

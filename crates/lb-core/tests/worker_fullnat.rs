@@ -1,0 +1,325 @@
+//! A FullNAT connection driven through `Worker` frame by frame, as the data plane
+//! would: ARP, neighbour resolution, the TCP handshake, data, teardown and expiry.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lb_core::config::Config;
+use lb_core::conn::TcpState;
+use lb_core::csum;
+use lb_core::frame::Frame;
+use lb_core::ids::{PortId, WorkerId};
+use lb_core::snapshot::Snapshot;
+use lb_core::stats::DropReason;
+use lb_core::time::Instant;
+use lb_core::wire::arp::{self, ArpPacket};
+use lb_core::wire::ethernet::{self, EthernetFrame};
+use lb_core::wire::ipv4::{emit_header, Ipv4Packet, Ipv4Repr, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use lb_core::wire::tcp::{flags, TcpSegment};
+use lb_core::wire::MacAddr;
+use lb_core::worker::{Verdict, Worker, WorkerSetup};
+
+const CONFIG: &str = r#"
+ports:
+  - { name: client, device: d0, address: 10.0.1.1/24 }
+  - { name: server, device: d1, address: 10.0.2.1/24 }
+local_addresses:
+  - { address: 10.0.2.100, port: server }
+timeouts: { established: 30, time_wait: 2, close: 1, udp: 5 }
+services:
+  - address: 10.0.1.100
+    port: 80
+    protocol: tcp
+    scheduler: rr
+    real_servers:
+      - { address: 10.0.2.11 }
+      - { address: 10.0.2.12 }
+  - address: 10.0.1.100
+    port: 53
+    protocol: udp
+    scheduler: rr
+    real_servers:
+      - { address: 10.0.2.11, port: 5353 }
+"#;
+
+const CLIENT: PortId = PortId(0);
+const SERVER: PortId = PortId(1);
+const DIR_MAC: [MacAddr; 2] = [MacAddr([2, 0, 0, 0, 1, 1]), MacAddr([2, 0, 0, 0, 2, 1])];
+const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 2]);
+const RS1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 2, 11]);
+const RS2_MAC: MacAddr = MacAddr([2, 0, 0, 0, 2, 12]);
+const CIP: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 100);
+const LIP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
+const RS1: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 11);
+const RS2: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 12);
+
+fn secs(s: u64) -> Instant {
+    Instant(s * 1_000_000_000)
+}
+
+fn worker() -> Worker {
+    let config = Config::from_yaml(CONFIG).unwrap();
+    let snapshot = Arc::new(Snapshot::build(&config, None, 1).unwrap());
+    let setup = WorkerSetup {
+        id: WorkerId(0),
+        port_macs: DIR_MAC.to_vec(),
+        conn_capacity: 1024,
+        seed: 7,
+    };
+    Worker::new(setup, snapshot, secs(0))
+}
+
+fn eth(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; ethernet::HEADER_LEN + payload.len()];
+    let mut e = EthernetFrame::new_checked(&mut f[..]).unwrap();
+    e.set_dst(dst);
+    e.set_src(src);
+    e.set_ethertype(ethertype);
+    e.payload_mut().copy_from_slice(payload);
+    f
+}
+
+fn arp_frame(op: u16, sender: (MacAddr, Ipv4Addr), target: (MacAddr, Ipv4Addr)) -> Vec<u8> {
+    let mut a = [0u8; arp::PACKET_LEN];
+    ArpPacket::emit(&mut a[..], op, sender, target).unwrap();
+    let dst = if op == arp::OP_REQUEST { MacAddr::BROADCAST } else { target.0 };
+    eth(dst, sender.0, ethernet::ETHERTYPE_ARP, &a)
+}
+
+fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 20 + l4.len()];
+    let repr = Ipv4Repr {
+        src,
+        dst,
+        protocol: proto,
+        payload_len: l4.len() as u16,
+        ttl: 64,
+        tos: 0,
+        ident: 1,
+        dont_fragment: true,
+    };
+    emit_header(&mut p, &repr).unwrap();
+    p[20..].copy_from_slice(l4);
+    if proto != PROTO_ICMP {
+        let at = 20 + if proto == PROTO_TCP { 16 } else { 6 };
+        let pseudo = csum::pseudo_header_v4(src, dst, proto, l4.len() as u16);
+        let sum = !csum::fold(csum::sum(&p[20..], pseudo));
+        p[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    } else {
+        let sum = csum::checksum(&p[20..]);
+        p[22..24].copy_from_slice(&sum.to_be_bytes());
+    }
+    p
+}
+
+fn tcp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), tcp_flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut t = vec![0u8; 20 + payload.len()];
+    t[0..2].copy_from_slice(&src.1.to_be_bytes());
+    t[2..4].copy_from_slice(&dst.1.to_be_bytes());
+    t[12] = 0x50;
+    t[13] = tcp_flags;
+    t[14..16].copy_from_slice(&1024u16.to_be_bytes());
+    t[20..].copy_from_slice(payload);
+    ipv4(src.0, dst.0, PROTO_TCP, &t)
+}
+
+fn udp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8]) -> Vec<u8> {
+    let mut u = vec![0u8; 8 + payload.len()];
+    u[0..2].copy_from_slice(&src.1.to_be_bytes());
+    u[2..4].copy_from_slice(&dst.1.to_be_bytes());
+    let len = u.len() as u16;
+    u[4..6].copy_from_slice(&len.to_be_bytes());
+    u[8..].copy_from_slice(payload);
+    ipv4(src.0, dst.0, PROTO_UDP, &u)
+}
+
+/// Runs a frame through the worker; returns the verdict and the frame as sent.
+fn run(w: &mut Worker, now: Instant, port: PortId, mut bytes: Vec<u8>) -> (Verdict, Vec<u8>) {
+    let len = bytes.len();
+    let mut frame = Frame::new(&mut bytes, 0, len);
+    let verdict = w.process(now, port, &mut frame);
+    let out = frame.data().to_vec();
+    (verdict, out)
+}
+
+fn assert_checksums_valid(frame: &[u8]) {
+    let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    assert!(ip.verify_checksum(), "IP checksum");
+    let l4 = csum::fold(csum::sum(ip.payload(), ip.pseudo_header_sum()));
+    assert_eq!(l4, 0xffff, "L4 checksum");
+}
+
+fn resolve_servers(w: &mut Worker) {
+    for (ip, mac) in [(RS1, RS1_MAC), (RS2, RS2_MAC)] {
+        let reply = arp_frame(arp::OP_REPLY, (mac, ip), (DIR_MAC[1], Ipv4Addr::new(10, 0, 2, 1)));
+        assert_eq!(run(w, secs(0), SERVER, reply).0, Verdict::Consumed);
+    }
+    let reply = arp_frame(arp::OP_REPLY, (CLIENT_MAC, CIP), (DIR_MAC[0], Ipv4Addr::new(10, 0, 1, 1)));
+    assert_eq!(run(w, secs(0), CLIENT, reply).0, Verdict::Consumed);
+}
+
+#[test]
+fn answers_arp_for_vip_and_ignores_other_addresses() {
+    let mut w = worker();
+    let req = arp_frame(arp::OP_REQUEST, (CLIENT_MAC, CIP), (MacAddr::ZERO, VIP));
+    let (verdict, out) = run(&mut w, secs(0), CLIENT, req);
+    assert_eq!(verdict, Verdict::Transmit(CLIENT));
+    let e = EthernetFrame::new_checked(&out[..]).unwrap();
+    assert_eq!((e.dst(), e.src()), (CLIENT_MAC, DIR_MAC[0]));
+    let a = ArpPacket::new_checked(e.payload()).unwrap();
+    assert_eq!(a.operation(), arp::OP_REPLY);
+    assert_eq!((a.sender_mac(), a.sender_ip()), (DIR_MAC[0], VIP));
+    assert_eq!((a.target_mac(), a.target_ip()), (CLIENT_MAC, CIP));
+
+    let other = arp_frame(arp::OP_REQUEST, (CLIENT_MAC, CIP), (MacAddr::ZERO, Ipv4Addr::new(10, 0, 1, 77)));
+    assert_eq!(run(&mut w, secs(0), CLIENT, other).0, Verdict::Drop(DropReason::IgnoredForeign));
+    assert_eq!(w.counters().drops.get(DropReason::IgnoredForeign), 1);
+    assert_eq!(w.counters().arp_replies.get(), 1);
+}
+
+#[test]
+fn answers_ping_to_the_vip() {
+    let mut w = worker();
+    let echo = ipv4(CIP, VIP, PROTO_ICMP, &[8, 0, 0, 0, 0, 7, 0, 1, b'x', b'y']);
+    let (verdict, out) = run(&mut w, secs(0), CLIENT, eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &echo));
+    assert_eq!(verdict, Verdict::Transmit(CLIENT));
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst()), (VIP, CIP));
+    assert!(ip.verify_checksum());
+    assert_eq!(ip.payload()[0], 0);
+    assert_eq!(csum::checksum(ip.payload()), 0);
+    assert_eq!(EthernetFrame::new_checked(&out[..]).unwrap().dst(), CLIENT_MAC);
+}
+
+#[test]
+fn unresolved_next_hop_sends_arp_and_drops_until_resolved() {
+    let mut w = worker();
+    let syn = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &tcp((CIP, 40000), (VIP, 80), flags::SYN, b""));
+    let (verdict, _) = run(&mut w, secs(0), CLIENT, syn.clone());
+    assert_eq!(verdict, Verdict::Drop(DropReason::NeighUnresolved));
+    let mut buf = [0u8; 128];
+    let mut frame = Frame::new(&mut buf, 16, 0);
+    assert_eq!(w.poll_transmit(&mut frame), Some(SERVER));
+    let e = EthernetFrame::new_checked(frame.data()).unwrap();
+    assert_eq!(e.dst(), MacAddr::BROADCAST);
+    let a = ArpPacket::new_checked(e.payload()).unwrap();
+    assert_eq!((a.operation(), a.sender_ip(), a.target_ip()), (arp::OP_REQUEST, Ipv4Addr::new(10, 0, 2, 1), RS1));
+    let mut frame = Frame::new(&mut buf, 16, 0);
+    assert_eq!(w.poll_transmit(&mut frame), None);
+    // The server answers; the client's retransmitted SYN goes through on the same connection.
+    let reply = arp_frame(arp::OP_REPLY, (RS1_MAC, RS1), (DIR_MAC[1], Ipv4Addr::new(10, 0, 2, 1)));
+    run(&mut w, secs(0), SERVER, reply);
+    let (verdict, out) = run(&mut w, secs(1), CLIENT, syn);
+    assert_eq!(verdict, Verdict::Transmit(SERVER));
+    assert_eq!(EthernetFrame::new_checked(&out[..]).unwrap().dst(), RS1_MAC);
+    assert_eq!(w.connections().count(), 1);
+}
+
+#[test]
+fn a_fullnat_tcp_connection_end_to_end() {
+    let mut w = worker();
+    resolve_servers(&mut w);
+    let t0 = secs(10);
+    let syn = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &tcp((CIP, 40000), (VIP, 80), flags::SYN, b""));
+    let (verdict, out) = run(&mut w, t0, CLIENT, syn);
+    assert_eq!(verdict, Verdict::Transmit(SERVER));
+    assert_checksums_valid(&out);
+    let e = EthernetFrame::new_checked(&out[..]).unwrap();
+    assert_eq!((e.src(), e.dst()), (DIR_MAC[1], RS1_MAC));
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst(), ip.ttl()), (LIP, RS1, 63));
+    let seg = TcpSegment::new_checked(ip.payload()).unwrap();
+    let lport = seg.src_port();
+    assert!(lport >= 1024);
+    assert_eq!(seg.dst_port(), 80);
+
+    // SYN-ACK from the server comes back as from the VIP.
+    let synack = eth(DIR_MAC[1], RS1_MAC, ethernet::ETHERTYPE_IPV4, &tcp((RS1, 80), (LIP, lport), flags::SYN | flags::ACK, b""));
+    let (verdict, out) = run(&mut w, t0, SERVER, synack);
+    assert_eq!(verdict, Verdict::Transmit(CLIENT));
+    assert_checksums_valid(&out);
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst()), (VIP, CIP));
+    let seg = TcpSegment::new_checked(ip.payload()).unwrap();
+    assert_eq!((seg.src_port(), seg.dst_port()), (80, 40000));
+    assert_eq!(EthernetFrame::new_checked(&out[..]).unwrap().dst(), CLIENT_MAC);
+
+    let ack = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &tcp((CIP, 40000), (VIP, 80), flags::ACK, b"GET / HTTP/1.0\r\n\r\n"));
+    let (verdict, out) = run(&mut w, t0, CLIENT, ack);
+    assert_eq!(verdict, Verdict::Transmit(SERVER));
+    assert_checksums_valid(&out);
+    assert_eq!(w.connections().next().unwrap().state, TcpState::Established);
+
+    // A second client connection goes to the second server (rr).
+    let syn2 = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &tcp((CIP, 40001), (VIP, 80), flags::SYN, b""));
+    let (_, out) = run(&mut w, t0, CLIENT, syn2);
+    assert_eq!(Ipv4Packet::new_checked(&out[14..]).unwrap().dst(), RS2);
+    assert_eq!(w.connections().count(), 2);
+
+    // Teardown: FIN from client, FIN from server, last ACK: TIME_WAIT, then expiry.
+    for (port, frame) in [
+        (CLIENT, eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &tcp((CIP, 40000), (VIP, 80), flags::FIN | flags::ACK, b""))),
+        (SERVER, eth(DIR_MAC[1], RS1_MAC, ethernet::ETHERTYPE_IPV4, &tcp((RS1, 80), (LIP, lport), flags::FIN | flags::ACK, b""))),
+        (CLIENT, eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &tcp((CIP, 40000), (VIP, 80), flags::ACK, b""))),
+    ] {
+        assert!(matches!(run(&mut w, t0, port, frame).0, Verdict::Transmit(_)));
+    }
+    let state = w.connections().find(|c| c.client.1 == 40000).unwrap().state;
+    assert_eq!(state, TcpState::TimeWait);
+    w.poll(t0 + Duration::from_millis(2100));
+    assert!(w.connections().all(|c| c.client.1 != 40000), "TIME_WAIT entry expired after 2 s");
+    assert_eq!(w.connections().count(), 1);
+    assert_eq!(w.counters().conns_expired.get(), 1);
+
+    // A stray ACK for the expired connection is dropped, not scheduled.
+    let stray = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &tcp((CIP, 40000), (VIP, 80), flags::ACK, b""));
+    assert_eq!(run(&mut w, t0 + Duration::from_secs(3), CLIENT, stray).0, Verdict::Drop(DropReason::NoConnection));
+}
+
+#[test]
+fn udp_flows_are_translated_and_expire() {
+    let mut w = worker();
+    resolve_servers(&mut w);
+    let q = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &udp((CIP, 5000), (VIP, 53), b"query"));
+    let (verdict, out) = run(&mut w, secs(1), CLIENT, q);
+    assert_eq!(verdict, Verdict::Transmit(SERVER));
+    assert_checksums_valid(&out);
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst()), (LIP, RS1));
+    let lport = u16::from_be_bytes([ip.payload()[0], ip.payload()[1]]);
+    assert_eq!(u16::from_be_bytes([ip.payload()[2], ip.payload()[3]]), 5353);
+    let r = eth(DIR_MAC[1], RS1_MAC, ethernet::ETHERTYPE_IPV4, &udp((RS1, 5353), (LIP, lport), b"answer"));
+    let (verdict, out) = run(&mut w, secs(1), SERVER, r);
+    assert_eq!(verdict, Verdict::Transmit(CLIENT));
+    assert_checksums_valid(&out);
+    w.poll(secs(7));
+    assert_eq!(w.connections().count(), 0);
+}
+
+#[test]
+fn unknown_services_and_garbage_are_dropped_and_counted() {
+    let mut w = worker();
+    resolve_servers(&mut w);
+    let cases = [
+        (tcp((CIP, 1), (VIP, 81), flags::SYN, b""), DropReason::NoService),
+        (tcp((CIP, 1), (Ipv4Addr::new(192, 0, 2, 1), 80), flags::SYN, b""), DropReason::NotLocal),
+        (tcp((CIP, 1), (VIP, 80), flags::ACK, b""), DropReason::NoConnection),
+    ];
+    for (packet, reason) in cases {
+        let f = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &packet);
+        assert_eq!(run(&mut w, secs(0), CLIENT, f).0, Verdict::Drop(reason));
+        assert_eq!(w.counters().drops.get(reason), 1);
+    }
+    let mut bad_csum = tcp((CIP, 1), (VIP, 80), flags::SYN, b"");
+    bad_csum[10] ^= 0xff;
+    let f = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &bad_csum);
+    assert_eq!(run(&mut w, secs(0), CLIENT, f).0, Verdict::Drop(DropReason::Malformed));
+    // Every truncation of a valid frame is dropped without a panic.
+    let good = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &tcp((CIP, 2), (VIP, 80), flags::SYN, b"abc"));
+    for len in 0..good.len() {
+        let (verdict, _) = run(&mut w, secs(0), CLIENT, good[..len].to_vec());
+        assert!(matches!(verdict, Verdict::Drop(_)), "length {len}: {verdict:?}");
+    }
+}
