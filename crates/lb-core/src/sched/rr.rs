@@ -30,9 +30,12 @@ impl Scheduler for RoundRobin {
         }
         // The cursor stores last pick + 1 so that 0 means "nothing picked yet".
         let start = self.last.get(worker) % n;
-        (0..n).map(|step| (start + step) % n).find(|&i| dests[i].is_available()).inspect(|&i| {
-            self.last.set(worker, i + 1);
-        })
+        (0..n)
+            .map(|step| (start + step) % n)
+            .find(|&i| dests[i].is_available())
+            .inspect(|&i| {
+                self.last.set(worker, i + 1);
+            })
     }
 }
 
