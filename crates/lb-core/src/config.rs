@@ -380,7 +380,8 @@ impl Config {
         if self.workers.count == 0 {
             return Err(ConfigError::new("workers.count", "must be at least 1"));
         }
-        if !self.workers.cores.is_empty() && self.workers.cores.len() != usize::from(self.workers.count)
+        if !self.workers.cores.is_empty()
+            && self.workers.cores.len() != usize::from(self.workers.count)
         {
             return Err(ConfigError::new(
                 "workers.cores",
@@ -496,7 +497,10 @@ impl ServiceConfig {
                 ));
             }
             if rs.port == Some(0) {
-                return Err(ConfigError::new(format!("{rs_field}.port"), "must not be 0"));
+                return Err(ConfigError::new(
+                    format!("{rs_field}.port"),
+                    "must not be 0",
+                ));
             }
             if rs.lower_threshold > rs.upper_threshold && rs.upper_threshold != 0 {
                 return Err(ConfigError::new(
@@ -607,27 +611,64 @@ services:
     #[test]
     fn errors_name_the_field() {
         let cases = [
-            ("weight: 3", "weight: 70000", "services[0].real_servers[1].weight: 70000 is above 65535"),
-            ("port: client\n", "port: nowhere\n", "routes[0].port: no port named 'nowhere'"),
-            ("scheduler: rr", "scheduler: nope", "services[0].scheduler: unknown scheduler 'nope'"),
-            ("address: 10.0.1.1/24", "address: 10.0.1.1/33", "ports[0]: '33' is not a prefix length 0..32 at line 4"),
-            ("    protocol: tcp", "    protocol: sctp", "services[0].protocol: unknown variant `sctp`"),
-            ("    scheduler: rr", "    schedular: rr", "services[0]: unknown field `schedular`"),
+            (
+                "weight: 3",
+                "weight: 70000",
+                "services[0].real_servers[1].weight: 70000 is above 65535",
+            ),
+            (
+                "port: client\n",
+                "port: nowhere\n",
+                "routes[0].port: no port named 'nowhere'",
+            ),
+            (
+                "scheduler: rr",
+                "scheduler: nope",
+                "services[0].scheduler: unknown scheduler 'nope'",
+            ),
+            (
+                "address: 10.0.1.1/24",
+                "address: 10.0.1.1/33",
+                "ports[0]: '33' is not a prefix length 0..32 at line 4",
+            ),
+            (
+                "    protocol: tcp",
+                "    protocol: sctp",
+                "services[0].protocol: unknown variant `sctp`",
+            ),
+            (
+                "    scheduler: rr",
+                "    schedular: rr",
+                "services[0]: unknown field `schedular`",
+            ),
             ("port: 80", "port: 0", "services[0].port: must not be 0"),
-            ("- address: 10.0.2.12", "- address: 10.0.2.11", "services[0].real_servers[1].address: duplicate real server 10.0.2.11"),
+            (
+                "- address: 10.0.2.12",
+                "- address: 10.0.2.11",
+                "services[0].real_servers[1].address: duplicate real server 10.0.2.11",
+            ),
         ];
         for (from, to, expected) in cases {
             let err = with(from, to).unwrap_err().to_string();
-            assert!(err.starts_with(expected), "{err:?} should start with {expected:?}");
+            assert!(
+                err.starts_with(expected),
+                "{err:?} should start with {expected:?}"
+            );
             assert!(!err.contains('\n'), "{err:?} is not one line");
         }
     }
 
     #[test]
     fn fullnat_without_local_addresses_is_rejected() {
-        let text = GOOD.replace("local_addresses:\n  - address: 10.0.2.100\n    port: server\n", "");
+        let text = GOOD.replace(
+            "local_addresses:\n  - address: 10.0.2.100\n    port: server\n",
+            "",
+        );
         let err = Config::from_yaml(&text).unwrap_err().to_string();
-        assert!(err.starts_with("services[0].real_servers[0].forward: fullnat needs"), "{err}");
+        assert!(
+            err.starts_with("services[0].real_servers[0].forward: fullnat needs"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -149,7 +149,11 @@ mod tests {
         let taken: Vec<_> = (0..n).map(|_| pool.allocate().unwrap()).collect();
         assert_eq!(pool.allocate(), None);
         pool.set_addresses(&[lip(100), lip(101)]);
-        assert_eq!(pool.available(), n, "kept address stays exhausted, new one is full");
+        assert_eq!(
+            pool.available(),
+            n,
+            "kept address stays exhausted, new one is full"
+        );
         pool.release(taken[0].0, taken[0].1);
         assert_eq!(pool.available(), n + 1);
     }

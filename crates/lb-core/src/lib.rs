@@ -4,6 +4,7 @@
 //! threads, no syscalls. The data plane feeds frames in with [`worker::Worker`] and
 //! acts on the verdicts it returns.
 
+pub mod api;
 pub mod config;
 pub mod conn;
 pub mod csum;

@@ -83,7 +83,8 @@ impl NeighTable {
         let full = self.entries.len() >= self.capacity;
         match self.entries.get_mut(&ip) {
             Some(Entry {
-                state: State::Static, ..
+                state: State::Static,
+                ..
             }) => {}
             Some(e) => {
                 e.mac = mac;
@@ -172,13 +173,22 @@ mod tests {
     fn unknown_address_requests_once_per_interval_until_learned() {
         let mut t = NeighTable::new(4);
         let r = t.resolve(IP, PortId(1), secs(10));
-        assert_eq!(r, Resolution { mac: None, send_request: true });
+        assert_eq!(
+            r,
+            Resolution {
+                mac: None,
+                send_request: true
+            }
+        );
         assert!(!t.resolve(IP, PortId(1), secs(10)).send_request);
         assert!(t.resolve(IP, PortId(1), secs(11)).send_request);
         t.learn(IP, MAC, PortId(1), secs(11));
         assert_eq!(
             t.resolve(IP, PortId(1), secs(12)),
-            Resolution { mac: Some(MAC), send_request: false }
+            Resolution {
+                mac: Some(MAC),
+                send_request: false
+            }
         );
     }
 
@@ -187,7 +197,13 @@ mod tests {
         let mut t = NeighTable::new(4);
         t.learn(IP, MAC, PortId(1), secs(0));
         let r = t.resolve(IP, PortId(1), secs(70));
-        assert_eq!(r, Resolution { mac: Some(MAC), send_request: true });
+        assert_eq!(
+            r,
+            Resolution {
+                mac: Some(MAC),
+                send_request: true
+            }
+        );
         let r = t.resolve(IP, PortId(1), secs(400));
         assert_eq!(r.mac, None);
     }
@@ -202,7 +218,10 @@ mod tests {
         t.learn(other, MAC, PortId(0), secs(0));
         assert_eq!(
             t.resolve(other, PortId(0), secs(0)),
-            Resolution { mac: None, send_request: false }
+            Resolution {
+                mac: None,
+                send_request: false
+            }
         );
         t.learn(IP, MacAddr::BROADCAST, PortId(0), secs(0));
         assert_eq!(t.iter().count(), 1);

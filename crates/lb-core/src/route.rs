@@ -58,20 +58,37 @@ mod tests {
     #[test]
     fn longest_prefix_wins() {
         let mut t = RouteTable::default();
-        t.add("0.0.0.0/0".parse().unwrap(), Some(Ipv4Addr::new(10, 0, 1, 254)), PortId(0));
+        t.add(
+            "0.0.0.0/0".parse().unwrap(),
+            Some(Ipv4Addr::new(10, 0, 1, 254)),
+            PortId(0),
+        );
         t.add("10.0.2.1/24".parse().unwrap(), None, PortId(1));
-        t.add("10.0.2.128/25".parse().unwrap(), Some(Ipv4Addr::new(10, 0, 2, 2)), PortId(1));
+        t.add(
+            "10.0.2.128/25".parse().unwrap(),
+            Some(Ipv4Addr::new(10, 0, 2, 2)),
+            PortId(1),
+        );
         assert_eq!(
             t.lookup(Ipv4Addr::new(10, 0, 2, 11)),
-            Some(NextHop { port: PortId(1), via: Ipv4Addr::new(10, 0, 2, 11) })
+            Some(NextHop {
+                port: PortId(1),
+                via: Ipv4Addr::new(10, 0, 2, 11)
+            })
         );
         assert_eq!(
             t.lookup(Ipv4Addr::new(10, 0, 2, 200)),
-            Some(NextHop { port: PortId(1), via: Ipv4Addr::new(10, 0, 2, 2) })
+            Some(NextHop {
+                port: PortId(1),
+                via: Ipv4Addr::new(10, 0, 2, 2)
+            })
         );
         assert_eq!(
             t.lookup(Ipv4Addr::new(192, 0, 2, 1)),
-            Some(NextHop { port: PortId(0), via: Ipv4Addr::new(10, 0, 1, 254) })
+            Some(NextHop {
+                port: PortId(0),
+                via: Ipv4Addr::new(10, 0, 1, 254)
+            })
         );
         assert_eq!(RouteTable::default().lookup(Ipv4Addr::LOCALHOST), None);
     }

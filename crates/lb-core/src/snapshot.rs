@@ -120,8 +120,11 @@ impl Snapshot {
             let mut dests = Vec::with_capacity(sc.real_servers.len());
             for rc in &sc.real_servers {
                 let port = rc.port.unwrap_or(sc.port);
-                let old = old_service
-                    .and_then(|s| s.real_servers.iter().find(|d| (d.addr, d.port) == (rc.address, port)));
+                let old = old_service.and_then(|s| {
+                    s.real_servers
+                        .iter()
+                        .find(|d| (d.addr, d.port) == (rc.address, port))
+                });
                 let (rid, rserial, rcounters) = match old {
                     Some(d) => (d.id, d.serial, d.counters.clone()),
                     None => (
@@ -334,8 +337,10 @@ services:
         let vip: IpAddr = "10.0.1.100".parse().unwrap();
         let kept = first.service(6, vip, 80).unwrap().real_servers[0].clone();
         let removed = first.service(6, vip, 80).unwrap().real_servers[1].clone();
-        let edited = CONFIG
-            .replace("{ address: 10.0.2.12, port: 8080 }", "{ address: 10.0.2.13, weight: 5 }");
+        let edited = CONFIG.replace(
+            "{ address: 10.0.2.12, port: 8080 }",
+            "{ address: 10.0.2.13, weight: 5 }",
+        );
         let second = build(&edited, Some(&first));
         assert_eq!(second.generation, first.generation + 1);
         let svc = second.service(6, vip, 80).unwrap();
@@ -344,7 +349,10 @@ services:
         assert!(Arc::ptr_eq(&again.counters, &kept.counters));
         assert!(second.real_server(removed.id, removed.serial).is_none());
         let added = &svc.real_servers[1];
-        assert_ne!(added.id, removed.id, "a freed slot is not reused by the next snapshot");
+        assert_ne!(
+            added.id, removed.id,
+            "a freed slot is not reused by the next snapshot"
+        );
         // One more snapshot later the freed slot may be reused, with a new serial.
         let third = build(&edited.replace("10.0.2.13", "10.0.2.14"), Some(&second));
         let newest = &third.service(6, vip, 80).unwrap().real_servers[1];

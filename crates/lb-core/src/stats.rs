@@ -14,8 +14,10 @@ impl Counter {
     /// Adds `n`. Must only be called by the counter's owning worker.
     #[inline]
     pub fn add(&self, n: u64) {
-        self.0
-            .store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
 
     /// Adds one.
@@ -39,15 +41,19 @@ impl Gauge {
     /// Raises the level by one. Owner only.
     #[inline]
     pub fn inc(&self) {
-        self.0
-            .store(self.0.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     }
 
     /// Lowers the level by one, never below zero. Owner only.
     #[inline]
     pub fn dec(&self) {
-        self.0
-            .store(self.0.load(Ordering::Relaxed).saturating_sub(1), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).saturating_sub(1),
+            Ordering::Relaxed,
+        );
     }
 
     /// The current level, from any thread.

@@ -187,7 +187,12 @@ impl Worker {
         Some(port)
     }
 
-    fn dispatch(&mut self, now: Instant, port: PortId, frame: &mut Frame<'_>) -> Result<Verdict, DropReason> {
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        frame: &mut Frame<'_>,
+    ) -> Result<Verdict, DropReason> {
         let ethertype = EthernetFrame::new_checked(frame.data())
             .map_err(|_| DropReason::Malformed)?
             .ethertype();
@@ -198,7 +203,12 @@ impl Worker {
         }
     }
 
-    fn on_arp(&mut self, now: Instant, port: PortId, frame: &mut Frame<'_>) -> Result<Verdict, DropReason> {
+    fn on_arp(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        frame: &mut Frame<'_>,
+    ) -> Result<Verdict, DropReason> {
         let data = frame.data_mut();
         let packet = ArpPacket::new_checked(&data[IP_AT..]).map_err(|_| DropReason::Malformed)?;
         let (op, sender_mac, sender_ip, target_ip) = (
@@ -214,7 +224,8 @@ impl Worker {
         match op {
             arp::OP_REQUEST if ours => {
                 let mac = self.port_macs[port.index()];
-                let mut eth = EthernetFrame::new_checked(&mut data[..]).map_err(|_| DropReason::Malformed)?;
+                let mut eth =
+                    EthernetFrame::new_checked(&mut data[..]).map_err(|_| DropReason::Malformed)?;
                 eth.set_dst(sender_mac);
                 eth.set_src(mac);
                 ArpPacket::emit(
@@ -232,8 +243,14 @@ impl Worker {
         }
     }
 
-    fn on_ipv4(&mut self, now: Instant, port: PortId, frame: &mut Frame<'_>) -> Result<Verdict, DropReason> {
-        let ip = Ipv4Packet::new_checked(&frame.data()[IP_AT..]).map_err(|_| DropReason::Malformed)?;
+    fn on_ipv4(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        frame: &mut Frame<'_>,
+    ) -> Result<Verdict, DropReason> {
+        let ip =
+            Ipv4Packet::new_checked(&frame.data()[IP_AT..]).map_err(|_| DropReason::Malformed)?;
         if !ip.verify_checksum() {
             return Err(DropReason::Malformed);
         }
@@ -244,11 +261,13 @@ impl Worker {
         let ip_len = ip.total_len();
         let (sport, dport, tcp_flags) = match proto {
             PROTO_TCP => {
-                let tcp = TcpSegment::new_checked(ip.payload()).map_err(|_| DropReason::Malformed)?;
+                let tcp =
+                    TcpSegment::new_checked(ip.payload()).map_err(|_| DropReason::Malformed)?;
                 (tcp.src_port(), tcp.dst_port(), tcp.flags())
             }
             PROTO_UDP => {
-                let udp = UdpDatagram::new_checked(ip.payload()).map_err(|_| DropReason::Malformed)?;
+                let udp =
+                    UdpDatagram::new_checked(ip.payload()).map_err(|_| DropReason::Malformed)?;
                 (udp.src_port(), udp.dst_port(), 0)
             }
             PROTO_ICMP => return self.on_icmp(port, frame, dst),
@@ -269,7 +288,13 @@ impl Worker {
                 return self.forward(now, idx, side, info, frame);
             }
             let conn = self.conns.remove(idx);
-            release(self.id, &self.snapshot, &mut self.local_ports, &self.counters, &conn);
+            release(
+                self.id,
+                &self.snapshot,
+                &mut self.local_ports,
+                &self.counters,
+                &conn,
+            );
         }
         let idx = self.new_connection(now, &info)?;
         self.forward(now, idx, Side::Client, info, frame)
@@ -294,7 +319,9 @@ impl Worker {
                 None => DropReason::NotLocal,
             });
         };
-        if key.proto == PROTO_TCP && info.tcp_flags & (flags::SYN | flags::ACK | flags::RST) != flags::SYN {
+        if key.proto == PROTO_TCP
+            && info.tcp_flags & (flags::SYN | flags::ACK | flags::RST) != flags::SYN
+        {
             return Err(DropReason::NoConnection);
         }
         let pick = service
@@ -359,13 +386,21 @@ impl Worker {
         let Some(dest) = snapshot.real_server(conn.real_server.0, conn.real_server.1) else {
             // expire_nodest_conn: the real server is gone; the connection dies now.
             let conn = self.conns.remove(idx);
-            release(self.id, &self.snapshot, &mut self.local_ports, &self.counters, &conn);
+            release(
+                self.id,
+                &self.snapshot,
+                &mut self.local_ports,
+                &self.counters,
+                &conn,
+            );
             return Err(DropReason::DestRemoved);
         };
         let dc = dest.counters.worker(self.id);
         if conn.proto == PROTO_TCP {
             let dir = match side {
-                Side::Client if conn.replies_through_director() || conn.output_seen => Direction::Input,
+                Side::Client if conn.replies_through_director() || conn.output_seen => {
+                    Direction::Input
+                }
                 Side::Client => Direction::InputOnly,
                 Side::Server => {
                     conn.output_seen = true;
@@ -396,7 +431,12 @@ impl Worker {
                 conn.dest.0
             }
             Side::Server => {
-                count(dc, service.map(|s| s.counters.worker(self.id)), bytes, false);
+                count(
+                    dc,
+                    service.map(|s| s.counters.worker(self.id)),
+                    bytes,
+                    false,
+                );
                 xmit::to_client(conn, ip).map_err(xmit_drop)?;
                 conn.client.0
             }
@@ -407,14 +447,20 @@ impl Worker {
         self.route(now, frame, target)
     }
 
-    fn on_icmp(&mut self, port: PortId, frame: &mut Frame<'_>, dst: Ipv4Addr) -> Result<Verdict, DropReason> {
+    fn on_icmp(
+        &mut self,
+        port: PortId,
+        frame: &mut Frame<'_>,
+        dst: Ipv4Addr,
+    ) -> Result<Verdict, DropReason> {
         if self.snapshot.local_kind(IpAddr::V4(dst)).is_none() {
             return Err(DropReason::NotLocal);
         }
         let data = frame.data_mut();
         let (eth_bytes, rest) = data.split_at_mut(IP_AT);
         let mut ip = Ipv4Packet::new_checked(&mut rest[..]).map_err(|_| DropReason::Malformed)?;
-        let mut icmp = IcmpPacket::new_checked(ip.payload_mut()).map_err(|_| DropReason::Malformed)?;
+        let mut icmp =
+            IcmpPacket::new_checked(ip.payload_mut()).map_err(|_| DropReason::Malformed)?;
         if icmp.msg_type() != icmp::TYPE_ECHO_REQUEST || icmp.code() != 0 {
             // Errors about tracked connections are translated in a later issue.
             return Err(DropReason::UnsupportedProtocol);
@@ -425,7 +471,8 @@ impl Worker {
         icmp.set_type_code(icmp::TYPE_ECHO_REPLY, 0);
         ip.swap_addresses();
         ip.set_ttl(64);
-        let mut eth = EthernetFrame::new_checked(&mut eth_bytes[..]).map_err(|_| DropReason::Malformed)?;
+        let mut eth =
+            EthernetFrame::new_checked(&mut eth_bytes[..]).map_err(|_| DropReason::Malformed)?;
         let sender = eth.src();
         eth.set_dst(sender);
         eth.set_src(self.port_macs[port.index()]);
@@ -434,21 +481,32 @@ impl Worker {
     }
 
     /// Decrements the TTL, routes to `target` and fills in the MACs.
-    fn route(&mut self, now: Instant, frame: &mut Frame<'_>, target: Ipv4Addr) -> Result<Verdict, DropReason> {
-        let hop = self.snapshot.routes.lookup(target).ok_or(DropReason::NoRoute)?;
+    fn route(
+        &mut self,
+        now: Instant,
+        frame: &mut Frame<'_>,
+        target: Ipv4Addr,
+    ) -> Result<Verdict, DropReason> {
+        let hop = self
+            .snapshot
+            .routes
+            .lookup(target)
+            .ok_or(DropReason::NoRoute)?;
         let resolution = self.neigh.resolve(hop.via, hop.port, now);
         if resolution.send_request && self.pending_arp.len() < PENDING_ARP {
             self.pending_arp.push_back((hop.port, hop.via));
         }
         let mac = resolution.mac.ok_or(DropReason::NeighUnresolved)?;
         let data = frame.data_mut();
-        let mut ip = Ipv4Packet::new_checked(&mut data[IP_AT..]).map_err(|_| DropReason::Malformed)?;
+        let mut ip =
+            Ipv4Packet::new_checked(&mut data[IP_AT..]).map_err(|_| DropReason::Malformed)?;
         let ttl = ip.ttl();
         if ttl <= 1 {
             return Err(DropReason::TtlExceeded);
         }
         ip.set_ttl(ttl - 1);
-        let mut eth = EthernetFrame::new_checked(&mut data[..]).map_err(|_| DropReason::Malformed)?;
+        let mut eth =
+            EthernetFrame::new_checked(&mut data[..]).map_err(|_| DropReason::Malformed)?;
         eth.set_dst(mac);
         eth.set_src(self.port_macs[hop.port.index()]);
         Ok(Verdict::Transmit(hop.port))
@@ -470,7 +528,12 @@ fn gauge_for(counters: &DestWorkerCounters, state: TcpState) -> &crate::stats::G
     }
 }
 
-fn count(dest: &DestWorkerCounters, service: Option<&DestWorkerCounters>, bytes: u64, inbound: bool) {
+fn count(
+    dest: &DestWorkerCounters,
+    service: Option<&DestWorkerCounters>,
+    bytes: u64,
+    inbound: bool,
+) {
     for c in std::iter::once(dest).chain(service) {
         if inbound {
             c.in_packets.inc();

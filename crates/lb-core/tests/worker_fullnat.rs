@@ -84,7 +84,11 @@ fn eth(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
 fn arp_frame(op: u16, sender: (MacAddr, Ipv4Addr), target: (MacAddr, Ipv4Addr)) -> Vec<u8> {
     let mut a = [0u8; arp::PACKET_LEN];
     ArpPacket::emit(&mut a[..], op, sender, target).unwrap();
-    let dst = if op == arp::OP_REQUEST { MacAddr::BROADCAST } else { target.0 };
+    let dst = if op == arp::OP_REQUEST {
+        MacAddr::BROADCAST
+    } else {
+        target.0
+    };
     eth(dst, sender.0, ethernet::ETHERTYPE_ARP, &a)
 }
 
@@ -153,10 +157,18 @@ fn assert_checksums_valid(frame: &[u8]) {
 
 fn resolve_servers(w: &mut Worker) {
     for (ip, mac) in [(RS1, RS1_MAC), (RS2, RS2_MAC)] {
-        let reply = arp_frame(arp::OP_REPLY, (mac, ip), (DIR_MAC[1], Ipv4Addr::new(10, 0, 2, 1)));
+        let reply = arp_frame(
+            arp::OP_REPLY,
+            (mac, ip),
+            (DIR_MAC[1], Ipv4Addr::new(10, 0, 2, 1)),
+        );
         assert_eq!(run(w, secs(0), SERVER, reply).0, Verdict::Consumed);
     }
-    let reply = arp_frame(arp::OP_REPLY, (CLIENT_MAC, CIP), (DIR_MAC[0], Ipv4Addr::new(10, 0, 1, 1)));
+    let reply = arp_frame(
+        arp::OP_REPLY,
+        (CLIENT_MAC, CIP),
+        (DIR_MAC[0], Ipv4Addr::new(10, 0, 1, 1)),
+    );
     assert_eq!(run(w, secs(0), CLIENT, reply).0, Verdict::Consumed);
 }
 
@@ -173,8 +185,15 @@ fn answers_arp_for_vip_and_ignores_other_addresses() {
     assert_eq!((a.sender_mac(), a.sender_ip()), (DIR_MAC[0], VIP));
     assert_eq!((a.target_mac(), a.target_ip()), (CLIENT_MAC, CIP));
 
-    let other = arp_frame(arp::OP_REQUEST, (CLIENT_MAC, CIP), (MacAddr::ZERO, Ipv4Addr::new(10, 0, 1, 77)));
-    assert_eq!(run(&mut w, secs(0), CLIENT, other).0, Verdict::Drop(DropReason::IgnoredForeign));
+    let other = arp_frame(
+        arp::OP_REQUEST,
+        (CLIENT_MAC, CIP),
+        (MacAddr::ZERO, Ipv4Addr::new(10, 0, 1, 77)),
+    );
+    assert_eq!(
+        run(&mut w, secs(0), CLIENT, other).0,
+        Verdict::Drop(DropReason::IgnoredForeign)
+    );
     assert_eq!(w.counters().drops.get(DropReason::IgnoredForeign), 1);
     assert_eq!(w.counters().arp_replies.get(), 1);
 }
@@ -183,20 +202,33 @@ fn answers_arp_for_vip_and_ignores_other_addresses() {
 fn answers_ping_to_the_vip() {
     let mut w = worker();
     let echo = ipv4(CIP, VIP, PROTO_ICMP, &[8, 0, 0, 0, 0, 7, 0, 1, b'x', b'y']);
-    let (verdict, out) = run(&mut w, secs(0), CLIENT, eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &echo));
+    let (verdict, out) = run(
+        &mut w,
+        secs(0),
+        CLIENT,
+        eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &echo),
+    );
     assert_eq!(verdict, Verdict::Transmit(CLIENT));
     let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
     assert_eq!((ip.src(), ip.dst()), (VIP, CIP));
     assert!(ip.verify_checksum());
     assert_eq!(ip.payload()[0], 0);
     assert_eq!(csum::checksum(ip.payload()), 0);
-    assert_eq!(EthernetFrame::new_checked(&out[..]).unwrap().dst(), CLIENT_MAC);
+    assert_eq!(
+        EthernetFrame::new_checked(&out[..]).unwrap().dst(),
+        CLIENT_MAC
+    );
 }
 
 #[test]
 fn unresolved_next_hop_sends_arp_and_drops_until_resolved() {
     let mut w = worker();
-    let syn = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &tcp((CIP, 40000), (VIP, 80), flags::SYN, b""));
+    let syn = eth(
+        DIR_MAC[0],
+        CLIENT_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((CIP, 40000), (VIP, 80), flags::SYN, b""),
+    );
     let (verdict, _) = run(&mut w, secs(0), CLIENT, syn.clone());
     assert_eq!(verdict, Verdict::Drop(DropReason::NeighUnresolved));
     let mut buf = [0u8; 128];
@@ -205,11 +237,18 @@ fn unresolved_next_hop_sends_arp_and_drops_until_resolved() {
     let e = EthernetFrame::new_checked(frame.data()).unwrap();
     assert_eq!(e.dst(), MacAddr::BROADCAST);
     let a = ArpPacket::new_checked(e.payload()).unwrap();
-    assert_eq!((a.operation(), a.sender_ip(), a.target_ip()), (arp::OP_REQUEST, Ipv4Addr::new(10, 0, 2, 1), RS1));
+    assert_eq!(
+        (a.operation(), a.sender_ip(), a.target_ip()),
+        (arp::OP_REQUEST, Ipv4Addr::new(10, 0, 2, 1), RS1)
+    );
     let mut frame = Frame::new(&mut buf, 16, 0);
     assert_eq!(w.poll_transmit(&mut frame), None);
     // The server answers; the client's retransmitted SYN goes through on the same connection.
-    let reply = arp_frame(arp::OP_REPLY, (RS1_MAC, RS1), (DIR_MAC[1], Ipv4Addr::new(10, 0, 2, 1)));
+    let reply = arp_frame(
+        arp::OP_REPLY,
+        (RS1_MAC, RS1),
+        (DIR_MAC[1], Ipv4Addr::new(10, 0, 2, 1)),
+    );
     run(&mut w, secs(0), SERVER, reply);
     let (verdict, out) = run(&mut w, secs(1), CLIENT, syn);
     assert_eq!(verdict, Verdict::Transmit(SERVER));
@@ -222,7 +261,12 @@ fn a_fullnat_tcp_connection_end_to_end() {
     let mut w = worker();
     resolve_servers(&mut w);
     let t0 = secs(10);
-    let syn = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &tcp((CIP, 40000), (VIP, 80), flags::SYN, b""));
+    let syn = eth(
+        DIR_MAC[0],
+        CLIENT_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((CIP, 40000), (VIP, 80), flags::SYN, b""),
+    );
     let (verdict, out) = run(&mut w, t0, CLIENT, syn);
     assert_eq!(verdict, Verdict::Transmit(SERVER));
     assert_checksums_valid(&out);
@@ -236,7 +280,12 @@ fn a_fullnat_tcp_connection_end_to_end() {
     assert_eq!(seg.dst_port(), 80);
 
     // SYN-ACK from the server comes back as from the VIP.
-    let synack = eth(DIR_MAC[1], RS1_MAC, ethernet::ETHERTYPE_IPV4, &tcp((RS1, 80), (LIP, lport), flags::SYN | flags::ACK, b""));
+    let synack = eth(
+        DIR_MAC[1],
+        RS1_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((RS1, 80), (LIP, lport), flags::SYN | flags::ACK, b""),
+    );
     let (verdict, out) = run(&mut w, t0, SERVER, synack);
     assert_eq!(verdict, Verdict::Transmit(CLIENT));
     assert_checksums_valid(&out);
@@ -244,45 +293,106 @@ fn a_fullnat_tcp_connection_end_to_end() {
     assert_eq!((ip.src(), ip.dst()), (VIP, CIP));
     let seg = TcpSegment::new_checked(ip.payload()).unwrap();
     assert_eq!((seg.src_port(), seg.dst_port()), (80, 40000));
-    assert_eq!(EthernetFrame::new_checked(&out[..]).unwrap().dst(), CLIENT_MAC);
+    assert_eq!(
+        EthernetFrame::new_checked(&out[..]).unwrap().dst(),
+        CLIENT_MAC
+    );
 
-    let ack = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &tcp((CIP, 40000), (VIP, 80), flags::ACK, b"GET / HTTP/1.0\r\n\r\n"));
+    let ack = eth(
+        DIR_MAC[0],
+        CLIENT_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp(
+            (CIP, 40000),
+            (VIP, 80),
+            flags::ACK,
+            b"GET / HTTP/1.0\r\n\r\n",
+        ),
+    );
     let (verdict, out) = run(&mut w, t0, CLIENT, ack);
     assert_eq!(verdict, Verdict::Transmit(SERVER));
     assert_checksums_valid(&out);
     assert_eq!(w.connections().next().unwrap().state, TcpState::Established);
 
     // A second client connection goes to the second server (rr).
-    let syn2 = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &tcp((CIP, 40001), (VIP, 80), flags::SYN, b""));
+    let syn2 = eth(
+        DIR_MAC[0],
+        CLIENT_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((CIP, 40001), (VIP, 80), flags::SYN, b""),
+    );
     let (_, out) = run(&mut w, t0, CLIENT, syn2);
     assert_eq!(Ipv4Packet::new_checked(&out[14..]).unwrap().dst(), RS2);
     assert_eq!(w.connections().count(), 2);
 
     // Teardown: FIN from client, FIN from server, last ACK: TIME_WAIT, then expiry.
     for (port, frame) in [
-        (CLIENT, eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &tcp((CIP, 40000), (VIP, 80), flags::FIN | flags::ACK, b""))),
-        (SERVER, eth(DIR_MAC[1], RS1_MAC, ethernet::ETHERTYPE_IPV4, &tcp((RS1, 80), (LIP, lport), flags::FIN | flags::ACK, b""))),
-        (CLIENT, eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &tcp((CIP, 40000), (VIP, 80), flags::ACK, b""))),
+        (
+            CLIENT,
+            eth(
+                DIR_MAC[0],
+                CLIENT_MAC,
+                ethernet::ETHERTYPE_IPV4,
+                &tcp((CIP, 40000), (VIP, 80), flags::FIN | flags::ACK, b""),
+            ),
+        ),
+        (
+            SERVER,
+            eth(
+                DIR_MAC[1],
+                RS1_MAC,
+                ethernet::ETHERTYPE_IPV4,
+                &tcp((RS1, 80), (LIP, lport), flags::FIN | flags::ACK, b""),
+            ),
+        ),
+        (
+            CLIENT,
+            eth(
+                DIR_MAC[0],
+                CLIENT_MAC,
+                ethernet::ETHERTYPE_IPV4,
+                &tcp((CIP, 40000), (VIP, 80), flags::ACK, b""),
+            ),
+        ),
     ] {
-        assert!(matches!(run(&mut w, t0, port, frame).0, Verdict::Transmit(_)));
+        assert!(matches!(
+            run(&mut w, t0, port, frame).0,
+            Verdict::Transmit(_)
+        ));
     }
     let state = w.connections().find(|c| c.client.1 == 40000).unwrap().state;
     assert_eq!(state, TcpState::TimeWait);
     w.poll(t0 + Duration::from_millis(2100));
-    assert!(w.connections().all(|c| c.client.1 != 40000), "TIME_WAIT entry expired after 2 s");
+    assert!(
+        w.connections().all(|c| c.client.1 != 40000),
+        "TIME_WAIT entry expired after 2 s"
+    );
     assert_eq!(w.connections().count(), 1);
     assert_eq!(w.counters().conns_expired.get(), 1);
 
     // A stray ACK for the expired connection is dropped, not scheduled.
-    let stray = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &tcp((CIP, 40000), (VIP, 80), flags::ACK, b""));
-    assert_eq!(run(&mut w, t0 + Duration::from_secs(3), CLIENT, stray).0, Verdict::Drop(DropReason::NoConnection));
+    let stray = eth(
+        DIR_MAC[0],
+        CLIENT_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((CIP, 40000), (VIP, 80), flags::ACK, b""),
+    );
+    assert_eq!(
+        run(&mut w, t0 + Duration::from_secs(3), CLIENT, stray).0,
+        Verdict::Drop(DropReason::NoConnection)
+    );
 }
 
 #[test]
 fn udp_flows_are_translated_and_expire() {
     let mut w = worker();
     resolve_servers(&mut w);
-    let q = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &udp((CIP, 5000), (VIP, 53), b"query"));
+    let q = eth(
+        DIR_MAC[0],
+        CLIENT_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &udp((CIP, 5000), (VIP, 53), b"query"),
+    );
     let (verdict, out) = run(&mut w, secs(1), CLIENT, q);
     assert_eq!(verdict, Verdict::Transmit(SERVER));
     assert_checksums_valid(&out);
@@ -290,7 +400,12 @@ fn udp_flows_are_translated_and_expire() {
     assert_eq!((ip.src(), ip.dst()), (LIP, RS1));
     let lport = u16::from_be_bytes([ip.payload()[0], ip.payload()[1]]);
     assert_eq!(u16::from_be_bytes([ip.payload()[2], ip.payload()[3]]), 5353);
-    let r = eth(DIR_MAC[1], RS1_MAC, ethernet::ETHERTYPE_IPV4, &udp((RS1, 5353), (LIP, lport), b"answer"));
+    let r = eth(
+        DIR_MAC[1],
+        RS1_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &udp((RS1, 5353), (LIP, lport), b"answer"),
+    );
     let (verdict, out) = run(&mut w, secs(1), SERVER, r);
     assert_eq!(verdict, Verdict::Transmit(CLIENT));
     assert_checksums_valid(&out);
@@ -303,9 +418,18 @@ fn unknown_services_and_garbage_are_dropped_and_counted() {
     let mut w = worker();
     resolve_servers(&mut w);
     let cases = [
-        (tcp((CIP, 1), (VIP, 81), flags::SYN, b""), DropReason::NoService),
-        (tcp((CIP, 1), (Ipv4Addr::new(192, 0, 2, 1), 80), flags::SYN, b""), DropReason::NotLocal),
-        (tcp((CIP, 1), (VIP, 80), flags::ACK, b""), DropReason::NoConnection),
+        (
+            tcp((CIP, 1), (VIP, 81), flags::SYN, b""),
+            DropReason::NoService,
+        ),
+        (
+            tcp((CIP, 1), (Ipv4Addr::new(192, 0, 2, 1), 80), flags::SYN, b""),
+            DropReason::NotLocal,
+        ),
+        (
+            tcp((CIP, 1), (VIP, 80), flags::ACK, b""),
+            DropReason::NoConnection,
+        ),
     ];
     for (packet, reason) in cases {
         let f = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &packet);
@@ -315,11 +439,22 @@ fn unknown_services_and_garbage_are_dropped_and_counted() {
     let mut bad_csum = tcp((CIP, 1), (VIP, 80), flags::SYN, b"");
     bad_csum[10] ^= 0xff;
     let f = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &bad_csum);
-    assert_eq!(run(&mut w, secs(0), CLIENT, f).0, Verdict::Drop(DropReason::Malformed));
+    assert_eq!(
+        run(&mut w, secs(0), CLIENT, f).0,
+        Verdict::Drop(DropReason::Malformed)
+    );
     // Every truncation of a valid frame is dropped without a panic.
-    let good = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &tcp((CIP, 2), (VIP, 80), flags::SYN, b"abc"));
+    let good = eth(
+        DIR_MAC[0],
+        CLIENT_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((CIP, 2), (VIP, 80), flags::SYN, b"abc"),
+    );
     for len in 0..good.len() {
         let (verdict, _) = run(&mut w, secs(0), CLIENT, good[..len].to_vec());
-        assert!(matches!(verdict, Verdict::Drop(_)), "length {len}: {verdict:?}");
+        assert!(
+            matches!(verdict, Verdict::Drop(_)),
+            "length {len}: {verdict:?}"
+        );
     }
 }

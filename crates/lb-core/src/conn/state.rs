@@ -266,7 +266,10 @@ impl Timeouts {
         ];
         for (name, secs) in fields {
             if secs == 0 || secs > MAX_TIMEOUT_SECS {
-                return Err((name, format!("{secs} is not within 1..={MAX_TIMEOUT_SECS} seconds")));
+                return Err((
+                    name,
+                    format!("{secs} is not within 1..={MAX_TIMEOUT_SECS} seconds"),
+                ));
             }
         }
         Ok(())
@@ -279,10 +282,22 @@ mod tests {
 
     #[test]
     fn flag_priority_is_rst_syn_fin_ack() {
-        assert_eq!(TcpEvent::from_flags(flags::RST | flags::SYN), Some(TcpEvent::Rst));
-        assert_eq!(TcpEvent::from_flags(flags::SYN | flags::ACK), Some(TcpEvent::Syn));
-        assert_eq!(TcpEvent::from_flags(flags::FIN | flags::ACK), Some(TcpEvent::Fin));
-        assert_eq!(TcpEvent::from_flags(flags::ACK | flags::PSH), Some(TcpEvent::Ack));
+        assert_eq!(
+            TcpEvent::from_flags(flags::RST | flags::SYN),
+            Some(TcpEvent::Rst)
+        );
+        assert_eq!(
+            TcpEvent::from_flags(flags::SYN | flags::ACK),
+            Some(TcpEvent::Syn)
+        );
+        assert_eq!(
+            TcpEvent::from_flags(flags::FIN | flags::ACK),
+            Some(TcpEvent::Fin)
+        );
+        assert_eq!(
+            TcpEvent::from_flags(flags::ACK | flags::PSH),
+            Some(TcpEvent::Ack)
+        );
         assert_eq!(TcpEvent::from_flags(flags::PSH), None);
     }
 

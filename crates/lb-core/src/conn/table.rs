@@ -164,7 +164,16 @@ impl ConnTable {
         let slab = &self.slab;
         self.index
             .find(hash, |&e| entry_key(slab, e) == *key)
-            .map(|&e| (e >> 1, if e & 1 == 0 { Side::Client } else { Side::Server }))
+            .map(|&e| {
+                (
+                    e >> 1,
+                    if e & 1 == 0 {
+                        Side::Client
+                    } else {
+                        Side::Server
+                    },
+                )
+            })
     }
 
     /// Inserts `conn`, indexed under its client key and (for NAT and FullNAT) its
@@ -196,9 +205,8 @@ impl ConnTable {
     fn index_entry(&mut self, entry: u32, key: &FlowKey) {
         let hash = hash_key(&self.seeds, key);
         let (slab, seeds) = (&self.slab, &self.seeds);
-        self.index.insert_unique(hash, entry, |&e| {
-            hash_key(seeds, &entry_key(slab, e))
-        });
+        self.index
+            .insert_unique(hash, entry, |&e| hash_key(seeds, &entry_key(slab, e)));
     }
 
     /// Removes the connection in slot `idx` and returns it.
@@ -226,7 +234,12 @@ impl ConnTable {
     /// Expires connections whose deadline has passed, handling at most `budget`
     /// timer entries; `on_expire` sees each removed connection (to return its local
     /// port and fix counters). Returns how many timer entries were handled.
-    pub fn expire(&mut self, now: Instant, budget: usize, mut on_expire: impl FnMut(&Conn)) -> usize {
+    pub fn expire(
+        &mut self,
+        now: Instant,
+        budget: usize,
+        mut on_expire: impl FnMut(&Conn),
+    ) -> usize {
         let ConnTable {
             slab,
             free,
@@ -355,18 +368,28 @@ mod tests {
     fn expiry_follows_refreshed_deadlines() {
         let start = Instant(0);
         let mut t = ConnTable::new(4, 7, start);
-        let a = t.insert(conn(1, 1, start + Duration::from_secs(1))).unwrap();
-        let b = t.insert(conn(2, 2, start + Duration::from_secs(1))).unwrap();
+        let a = t
+            .insert(conn(1, 1, start + Duration::from_secs(1)))
+            .unwrap();
+        let b = t
+            .insert(conn(2, 2, start + Duration::from_secs(1)))
+            .unwrap();
         t.get_mut(b).expires = start + Duration::from_secs(5);
         let mut gone = Vec::new();
-        t.expire(start + Duration::from_secs(2), usize::MAX, |c| gone.push(c.client.1));
+        t.expire(start + Duration::from_secs(2), usize::MAX, |c| {
+            gone.push(c.client.1)
+        });
         assert_eq!(gone, [1]);
         assert!(t.lookup(&t.get(b).client_key()).is_some());
-        t.expire(start + Duration::from_secs(6), usize::MAX, |c| gone.push(c.client.1));
+        t.expire(start + Duration::from_secs(6), usize::MAX, |c| {
+            gone.push(c.client.1)
+        });
         assert_eq!(gone, [1, 2]);
         assert!(t.is_empty());
         // Slots are reused.
-        let c = t.insert(conn(3, 3, start + Duration::from_secs(9))).unwrap();
+        let c = t
+            .insert(conn(3, 3, start + Duration::from_secs(9)))
+            .unwrap();
         assert!(c == a || c == b);
     }
 

@@ -115,7 +115,10 @@ impl TimerWheel {
             self.armed -= 1;
             if let Some(deadline) = on_fire(idx) {
                 self.armed += 1;
-                let tick = deadline.as_nanos().div_ceil(self.tick_ns).max(self.current + 1);
+                let tick = deadline
+                    .as_nanos()
+                    .div_ceil(self.tick_ns)
+                    .max(self.current + 1);
                 self.deadline[idx as usize] = tick;
                 self.link(idx, tick);
             }
@@ -183,7 +186,10 @@ mod tests {
         assert_eq!(fired.len(), deadlines.len());
         for (idx, t) in fired {
             let d = deadlines[idx as usize];
-            assert!(t >= d && t < d + 10, "timer {idx} for {d} ms fired at {t} ms");
+            assert!(
+                t >= d && t < d + 10,
+                "timer {idx} for {d} ms fired at {t} ms"
+            );
         }
         assert_eq!(wheel.armed(), 0);
     }

@@ -83,7 +83,9 @@ mod tests {
 
     #[test]
     fn parses_and_checks_length() {
-        let bytes = [0x30, 0x39, 0x00, 0x35, 0x00, 0x0a, 0x12, 0x34, b'h', b'i', 0, 0];
+        let bytes = [
+            0x30, 0x39, 0x00, 0x35, 0x00, 0x0a, 0x12, 0x34, b'h', b'i', 0, 0,
+        ];
         let udp = UdpDatagram::new_checked(&bytes[..]).unwrap();
         assert_eq!(udp.src_port(), 12345);
         assert_eq!(udp.dst_port(), 53);

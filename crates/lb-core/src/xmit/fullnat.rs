@@ -70,7 +70,10 @@ mod tests {
             let mut reply = packet(proto, (RIP, 8080), (LIP, 1025), b"world", with_csum);
             to_client(&c, &mut reply).unwrap();
             assert!(checksums_valid(&reply));
-            assert_eq!(reply, packet(proto, (VIP, 80), (CIP, 40000), b"world", with_csum));
+            assert_eq!(
+                reply,
+                packet(proto, (VIP, 80), (CIP, 40000), b"world", with_csum)
+            );
             if !with_csum {
                 assert_eq!(&reply[26..28], &[0, 0]);
             }

@@ -178,7 +178,11 @@ pub(crate) mod test_support {
         let at = 20 + if proto == PROTO_TCP { 16 } else { 6 };
         p[at..at + 2].fill(0);
         let sum = full_l4_checksum(p);
-        let sum = if proto == PROTO_UDP && sum == 0 { 0xffff } else { sum };
+        let sum = if proto == PROTO_UDP && sum == 0 {
+            0xffff
+        } else {
+            sum
+        };
         p[at..at + 2].copy_from_slice(&sum.to_be_bytes());
     }
 
