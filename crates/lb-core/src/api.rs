@@ -32,6 +32,8 @@ pub enum Command {
     ListServices,
     /// Director-wide status: workers, ports, counters.
     Status,
+    /// Re-read the configuration file and apply it atomically.
+    Reload,
 }
 
 /// The director's answer.
@@ -52,6 +54,11 @@ pub enum Response {
     },
     /// Answer to [`Command::Status`].
     Status(StatusView),
+    /// Answer to [`Command::Reload`]: the configuration now in force.
+    Reloaded {
+        /// Its generation.
+        generation: u64,
+    },
 }
 
 /// A service as listed.

@@ -168,6 +168,11 @@ pub struct WorkersConfig {
     /// CPU cores to pin workers to, in worker order; empty = no pinning.
     #[serde(default)]
     pub cores: Vec<usize>,
+    /// Microseconds a worker sleeps after a run of empty polls; 0 (the default)
+    /// polls without pause, as a production director should. Labs that share few
+    /// cores with their kernel traffic set it so the worker leaves them room.
+    #[serde(default)]
+    pub idle_sleep_us: u32,
 }
 
 fn default_workers() -> u16 {
@@ -179,6 +184,7 @@ impl Default for WorkersConfig {
         WorkersConfig {
             count: default_workers(),
             cores: Vec::new(),
+            idle_sleep_us: 0,
         }
     }
 }
@@ -264,6 +270,9 @@ pub struct ServiceConfig {
     /// Scheduler flags (ipvsadm `-b`).
     #[serde(default)]
     pub scheduler_flags: Vec<String>,
+    /// Maglev table size for the `mh` scheduler (a prime; default 65537).
+    #[serde(default)]
+    pub mh_table_size: Option<u32>,
     /// Persistence timeout in seconds (ipvsadm `-p`); absent = not persistent.
     #[serde(default)]
     pub persistence: Option<u32>,
@@ -530,7 +539,7 @@ impl ServiceConfig {
         SchedulerSpec {
             name: self.scheduler.clone(),
             flags: self.scheduler_flags.clone(),
-            ..SchedulerSpec::default()
+            mh_table_size: self.mh_table_size,
         }
     }
 }

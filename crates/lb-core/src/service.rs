@@ -14,7 +14,7 @@ use crossbeam_utils::CachePadded;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{RealServerId, ServiceId, WorkerId};
-use crate::sched::Scheduler;
+use crate::sched::{Scheduler, SchedulerSpec};
 use crate::stats::{Counter, Gauge};
 
 /// Transport protocol of a virtual service.
@@ -293,7 +293,7 @@ pub struct Service {
     /// Virtual port.
     pub vport: u16,
     /// The scheduler's name and flags, as configured.
-    pub scheduler_name: String,
+    pub scheduler_spec: SchedulerSpec,
     /// The scheduler, built for the current set of real servers.
     pub scheduler: Box<dyn Scheduler>,
     /// Persistence timeout in seconds (0 = not persistent).
@@ -312,7 +312,7 @@ impl fmt::Debug for Service {
             .field("protocol", &self.protocol)
             .field("vip", &self.vip)
             .field("vport", &self.vport)
-            .field("scheduler", &self.scheduler_name)
+            .field("scheduler", &self.scheduler_spec.name)
             .field("real_servers", &self.real_servers.len())
             .finish()
     }

@@ -145,7 +145,8 @@ impl Snapshot {
                     counters: rcounters,
                 }));
             }
-            let scheduler = sched::build(&sc.scheduler_spec(), &dests, workers)
+            let scheduler_spec = sc.scheduler_spec();
+            let scheduler = sched::build(&scheduler_spec, &dests, workers)
                 .map_err(|e| ConfigError::new(format!("services[{i}].scheduler"), e.to_string()))?;
             for d in &dests {
                 place(&mut real_servers, d.id.index(), d.clone());
@@ -156,7 +157,7 @@ impl Snapshot {
                 protocol: sc.protocol,
                 vip: sc.address,
                 vport: sc.port,
-                scheduler_name: sc.scheduler.clone(),
+                scheduler_spec,
                 scheduler,
                 persistence_timeout: sc.persistence.unwrap_or(0),
                 persistence_prefix: sc.persistence_prefix,

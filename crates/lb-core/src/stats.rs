@@ -98,6 +98,12 @@ macro_rules! reason_counters {
                 self.counts[reason as usize].inc();
             }
 
+            /// Counts `n` occurrences of `reason`.
+            #[inline]
+            pub fn add(&self, reason: $reason, n: u64) {
+                self.counts[reason as usize].add(n);
+            }
+
             /// The count for `reason`.
             pub fn get(&self, reason: $reason) -> u64 {
                 self.counts[reason as usize].get()

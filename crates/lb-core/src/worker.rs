@@ -163,6 +163,11 @@ impl Worker {
         });
     }
 
+    /// Whether [`Worker::poll_transmit`] has a frame to write.
+    pub fn has_pending_transmit(&self) -> bool {
+        !self.pending_arp.is_empty()
+    }
+
     /// Writes the next frame the worker originates (ARP requests) into `frame`, an
     /// empty buffer, and says which port it goes out of.
     pub fn poll_transmit(&mut self, frame: &mut Frame<'_>) -> Option<PortId> {

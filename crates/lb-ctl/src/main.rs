@@ -56,6 +56,9 @@ struct Cli {
 enum Sub {
     /// Director status: per-worker counters, drops by reason, ports.
     Status,
+    /// Re-read the director's configuration file and apply it atomically
+    /// (an invalid file is rejected whole; the running configuration stays).
+    Reload,
 }
 
 fn main() -> ExitCode {
@@ -78,6 +81,7 @@ fn run(cli: &Cli) -> Result<String, String> {
         cli.list || cli.list_lower || cli.stats || cli.thresholds,
     ) {
         (Some(Sub::Status), _) => Command::Status,
+        (Some(Sub::Reload), _) => Command::Reload,
         (None, true) => Command::ListServices,
         (None, false) => return Err("no command given (try -L -n, or --help)".into()),
     };
@@ -103,5 +107,8 @@ fn run(cli: &Cli) -> Result<String, String> {
             Ok(format::list(conn_capacity, &services, format, cli.exact))
         }
         Response::Status(status) => Ok(format::status(&status)),
+        Response::Reloaded { generation } => {
+            Ok(format!("configuration generation {generation} in force\n"))
+        }
     }
 }

@@ -1,1 +1,227 @@
-fn main() {}
+//! `lb-director`: the DPDK load balancer.
+//!
+//! Reads the YAML configuration, initialises DPDK (EAL, one mbuf pool, every port
+//! with one RX and one TX queue per worker), starts one pinned poll-mode worker per
+//! configured core and serves the control socket on the main thread until SIGTERM
+//! or SIGINT.
+
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use lb_core::config::Config;
+use lb_core::ids::WorkerId;
+use lb_core::snapshot::Snapshot;
+use lb_core::time::Instant;
+use lb_core::wire::MacAddr;
+use lb_core::worker::{Worker, WorkerSetup};
+
+use lb_dataplane::control::{ControlSocket, PortInfo, Reloader};
+use lb_dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig};
+use lb_dataplane::shared::{Published, Shared};
+use lb_dataplane::worker_loop::{self, WorkerRun};
+
+/// Command line of the director.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lb-director",
+    version,
+    about = "DPDK L4 load balancer (LVS-style director)"
+)]
+struct Args {
+    /// The YAML configuration file.
+    #[arg(short, long)]
+    config: PathBuf,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match load_config(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lb-director: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!("{}: configuration is valid", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    match run(&config, &args.config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lb-director: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: &PathBuf) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let config = Config::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The snapshot build checks what needs the whole picture (schedulers per
+    // real-server set), so a bad file fails here, before DPDK starts.
+    let workers = usize::from(config.workers.count);
+    Snapshot::build(&config, None, workers).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(config)
+}
+
+/// Mbufs for every RX and TX descriptor of every queue, the bursts in flight, and
+/// the per-core caches, rounded up to a power of two minus one (the ring size that
+/// wastes nothing).
+fn pool_size(config: &Config) -> u32 {
+    let workers = u32::from(config.workers.count);
+    let descriptors: u32 = config
+        .ports
+        .iter()
+        .map(|p| (u32::from(p.rx_descriptors) + u32::from(p.tx_descriptors)) * workers)
+        .sum();
+    let in_flight = workers * (config.ports.len() as u32 + 2) * dpdk::BURST as u32;
+    let caches = (workers + 1) * POOL_CACHE;
+    (descriptors + in_flight + caches + 1024)
+        .next_power_of_two()
+        .max(8192)
+        - 1
+}
+
+const POOL_CACHE: u32 = 256;
+
+fn run(config: &Config, config_path: &std::path::Path) -> Result<(), String> {
+    let workers = usize::from(config.workers.count);
+    let _eal = Eal::init(&config.eal).map_err(|e| e.to_string())?;
+    let pool = Mempool::new(
+        "lb_mbufs",
+        pool_size(config),
+        POOL_CACHE,
+        dpdk::DEFAULT_DATA_ROOM,
+        dpdk::socket_id(),
+    )
+    .map_err(|e| e.to_string())?;
+
+    let mut ports = Vec::with_capacity(config.ports.len());
+    for (i, pc) in config.ports.iter().enumerate() {
+        let id = Port::by_name(&pc.device).map_err(|e| format!("ports[{i}].device: {e}"))?;
+        let port = Port::configure(
+            id,
+            PortConfig {
+                rx_queues: workers as u16,
+                tx_queues: workers as u16,
+                rx_desc: pc.rx_descriptors,
+                tx_desc: pc.tx_descriptors,
+                mtu: None,
+                rss: workers > 1,
+            },
+            &pool,
+        )
+        .map_err(|e| format!("ports[{i}] ({}): {e}", pc.device))?;
+        eprintln!(
+            "lb-director: port {} = {} (dpdk port {}, driver {}, mac {}, {} queue pairs)",
+            pc.name,
+            pc.device,
+            port.id(),
+            port.driver(),
+            MacAddr(port.mac()),
+            workers
+        );
+        ports.push(port);
+    }
+
+    let snapshot = Arc::new(Snapshot::build(config, None, workers).map_err(|e| e.to_string())?);
+    let port_macs: Vec<MacAddr> = ports.iter().map(|p| MacAddr(p.mac())).collect();
+    let conn_capacity = config.connections.per_worker as usize;
+    let seed = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let mut cores = Vec::new();
+    let mut cores_left = config.workers.cores.iter().copied();
+    let lb_workers: Vec<Worker> = (0..workers)
+        .map(|w| {
+            cores.push(cores_left.next());
+            Worker::new(
+                WorkerSetup {
+                    id: WorkerId(w as u16),
+                    port_macs: port_macs.clone(),
+                    conn_capacity,
+                    seed: seed.wrapping_add(w as u64),
+                },
+                snapshot.clone(),
+                Instant(0),
+            )
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| format!("signal handler: {e}"))?;
+    }
+    let reload_requested = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload_requested.clone())
+        .map_err(|e| format!("signal handler: {e}"))?;
+    let mut reloader = Reloader {
+        path: config_path.to_owned(),
+        current: config.clone(),
+        requested: reload_requested,
+    };
+    let shared = Shared {
+        published: Published::new(snapshot),
+        worker_counters: lb_workers.iter().map(Worker::counters).collect(),
+        conn_capacity,
+        stop,
+    };
+    let socket = ControlSocket::bind(std::path::Path::new(&config.control.socket))?;
+    let idle_sleep = Duration::from_micros(u64::from(config.workers.idle_sleep_us));
+
+    let mut runs = Vec::with_capacity(workers);
+    for (w, worker) in lb_workers.into_iter().enumerate() {
+        let rx = ports
+            .iter()
+            .map(|p| p.rx_queue(w as u16))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let tx = ports
+            .iter()
+            .map(|p| p.tx_queue(w as u16))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        runs.push(WorkerRun {
+            worker,
+            rx,
+            tx,
+            pool: pool.clone(),
+            core: cores[w],
+            idle_sleep,
+        });
+    }
+    let port_info: Vec<PortInfo<'_>> = config
+        .ports
+        .iter()
+        .zip(&ports)
+        .map(|(pc, port)| PortInfo {
+            name: pc.name.clone(),
+            device: pc.device.clone(),
+            port,
+        })
+        .collect();
+    eprintln!(
+        "lb-director: {} services, {workers} workers, control socket {}",
+        config.services.len(),
+        config.control.socket
+    );
+    std::thread::scope(|scope| {
+        for run in runs {
+            let shared = &shared;
+            scope.spawn(move || worker_loop::run(run, shared));
+        }
+        socket.serve(&shared, &port_info, &mut reloader);
+    });
+    eprintln!("lb-director: stopped");
+    Ok(())
+}

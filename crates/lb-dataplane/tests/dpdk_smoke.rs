@@ -5,17 +5,14 @@
 //! `rte_eal_init` runs once per process, so everything is one `#[test]`.
 
 // The binary crate has no library target; compile the module into the test.
-#[allow(dead_code, unused_imports)]
-#[path = "../src/dpdk/mod.rs"]
-mod dpdk;
 
 use std::path::PathBuf;
 
-use dpdk::{
+use lb_core::frame::ResizeError;
+use lb_dataplane::dpdk::{
     lcore_id, port_count, rdtsc, register_thread, socket_id, tsc_hz, unregister_thread, DpdkError,
     Eal, Mbuf, MbufArray, Mempool, Port, PortConfig, BURST, DEFAULT_DATA_ROOM, PKTMBUF_HEADROOM,
 };
-use lb_core::frame::ResizeError;
 
 /// Removes the EAL's runtime directory for our file prefix, even on panic.
 struct RuntimeDirGuard(PathBuf);

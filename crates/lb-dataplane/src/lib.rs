@@ -1,0 +1,8 @@
+//! The director's data plane: DPDK ports and queues, per-core poll loops around
+//! `lb-core` workers, and the control thread. `main.rs` wires them together.
+
+pub mod clock;
+pub mod control;
+pub mod dpdk;
+pub mod shared;
+pub mod worker_loop;
