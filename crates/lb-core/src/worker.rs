@@ -15,6 +15,7 @@ use crate::frame::Frame;
 use crate::ids::{PortId, WorkerId};
 use crate::laddr::LocalPortPool;
 use crate::neigh::NeighTable;
+use crate::route::NextHop;
 use crate::service::{DestWorkerCounters, ForwardMode};
 use crate::snapshot::Snapshot;
 use crate::stats::{DropReason, WorkerCounters};
@@ -91,7 +92,7 @@ impl Worker {
         for &(ip, mac, port) in &snapshot.static_neighbours {
             neigh.add_static(ip, mac, port);
         }
-        Worker {
+        let mut worker = Worker {
             id: setup.id,
             local_ports: LocalPortPool::new(setup.id, snapshot.workers, &snapshot.local_addresses),
             conns: ConnTable::new(setup.conn_capacity, setup.seed, now),
@@ -100,7 +101,34 @@ impl Worker {
             neigh,
             pending_arp: VecDeque::with_capacity(PENDING_ARP),
             counters: Arc::new(WorkerCounters::default()),
+        };
+        worker.resolve_next_hops(now);
+        worker
+    }
+
+    /// Asks for the MAC of every real server's next hop before traffic needs it,
+    /// so the first packet of the first connection is not dropped waiting for ARP.
+    fn resolve_next_hops(&mut self, now: Instant) {
+        let snapshot = self.snapshot.clone();
+        let targets = snapshot
+            .services()
+            .flat_map(|s| s.real_servers.iter())
+            .filter_map(|d| match d.addr {
+                IpAddr::V4(a) => snapshot.routes.lookup(a),
+                IpAddr::V6(_) => None,
+            });
+        for hop in targets {
+            self.neighbour_mac(hop, now);
         }
+    }
+
+    /// The MAC of a next hop if known; queues an ARP request when one is due.
+    fn neighbour_mac(&mut self, hop: NextHop, now: Instant) -> Option<MacAddr> {
+        let resolution = self.neigh.resolve(hop.via, hop.port, now);
+        if resolution.send_request && self.pending_arp.len() < PENDING_ARP {
+            self.pending_arp.push_back((hop.port, hop.via));
+        }
+        resolution.mac
     }
 
     /// This worker's id.
@@ -120,7 +148,7 @@ impl Worker {
 
     /// Switches to a newly published snapshot (off the per-packet path: the caller
     /// checks for a new generation once per burst).
-    pub fn set_snapshot(&mut self, snapshot: Arc<Snapshot>) {
+    pub fn set_snapshot(&mut self, snapshot: Arc<Snapshot>, now: Instant) {
         if snapshot.local_addresses != self.snapshot.local_addresses {
             self.local_ports.set_addresses(&snapshot.local_addresses);
         }
@@ -128,6 +156,7 @@ impl Worker {
             self.neigh.add_static(ip, mac, port);
         }
         self.snapshot = snapshot;
+        self.resolve_next_hops(now);
     }
 
     /// The live connections (for listings; walks the whole table).
@@ -497,11 +526,7 @@ impl Worker {
             .routes
             .lookup(target)
             .ok_or(DropReason::NoRoute)?;
-        let resolution = self.neigh.resolve(hop.via, hop.port, now);
-        if resolution.send_request && self.pending_arp.len() < PENDING_ARP {
-            self.pending_arp.push_back((hop.port, hop.via));
-        }
-        let mac = resolution.mac.ok_or(DropReason::NeighUnresolved)?;
+        let mac = self.neighbour_mac(hop, now).ok_or(DropReason::NeighUnresolved)?;
         let data = frame.data_mut();
         let mut ip =
             Ipv4Packet::new_checked(&mut data[IP_AT..]).map_err(|_| DropReason::Malformed)?;

@@ -221,8 +221,25 @@ fn answers_ping_to_the_vip() {
 }
 
 #[test]
-fn unresolved_next_hop_sends_arp_and_drops_until_resolved() {
+fn next_hops_are_resolved_ahead_and_traffic_waits_for_them() {
     let mut w = worker();
+    // Real servers are resolved ahead of traffic: one request each at start.
+    let mut buf = [0u8; 128];
+    for rs in [RS1, RS2] {
+        let mut frame = Frame::new(&mut buf, 16, 0);
+        assert_eq!(w.poll_transmit(&mut frame), Some(SERVER));
+        let e = EthernetFrame::new_checked(frame.data()).unwrap();
+        assert_eq!(e.dst(), MacAddr::BROADCAST);
+        let a = ArpPacket::new_checked(e.payload()).unwrap();
+        assert_eq!(
+            (a.operation(), a.sender_ip(), a.target_ip()),
+            (arp::OP_REQUEST, Ipv4Addr::new(10, 0, 2, 1), rs)
+        );
+    }
+    let mut frame = Frame::new(&mut buf, 16, 0);
+    assert_eq!(w.poll_transmit(&mut frame), None);
+    assert!(!w.has_pending_transmit());
+    // Until the answer comes, traffic to the server is dropped (and counted).
     let syn = eth(
         DIR_MAC[0],
         CLIENT_MAC,
@@ -231,18 +248,6 @@ fn unresolved_next_hop_sends_arp_and_drops_until_resolved() {
     );
     let (verdict, _) = run(&mut w, secs(0), CLIENT, syn.clone());
     assert_eq!(verdict, Verdict::Drop(DropReason::NeighUnresolved));
-    let mut buf = [0u8; 128];
-    let mut frame = Frame::new(&mut buf, 16, 0);
-    assert_eq!(w.poll_transmit(&mut frame), Some(SERVER));
-    let e = EthernetFrame::new_checked(frame.data()).unwrap();
-    assert_eq!(e.dst(), MacAddr::BROADCAST);
-    let a = ArpPacket::new_checked(e.payload()).unwrap();
-    assert_eq!(
-        (a.operation(), a.sender_ip(), a.target_ip()),
-        (arp::OP_REQUEST, Ipv4Addr::new(10, 0, 2, 1), RS1)
-    );
-    let mut frame = Frame::new(&mut buf, 16, 0);
-    assert_eq!(w.poll_transmit(&mut frame), None);
     // The server answers; the client's retransmitted SYN goes through on the same connection.
     let reply = arp_frame(
         arp::OP_REPLY,

@@ -61,7 +61,7 @@ pub fn run(mut run: WorkerRun<'_>, shared: &Shared) {
         let now = clock.now();
         let published = shared.published.generation();
         if published != generation {
-            run.worker.set_snapshot(shared.published.load());
+            run.worker.set_snapshot(shared.published.load(), now);
             generation = published;
         }
         let mut received = 0;
