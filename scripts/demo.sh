@@ -12,7 +12,7 @@ cargo build --workspace --release --quiet
 source lab/lab.sh
 CONFIG="${DEMO_CONFIG:-config/lab-fullnat.yaml}"
 REQUESTS="${DEMO_REQUESTS:-30}"
-SOCKET="$PWD/lab/run/lb.sock"
+SOCKET="$PWD/lab/run/$LAB/lb.sock"
 DIRECTOR_PID=""
 cleanup() {
 	[[ -n "$DIRECTOR_PID" ]] && kill "$DIRECTOR_PID" 2>/dev/null && wait "$DIRECTOR_PID" 2>/dev/null
@@ -23,7 +23,7 @@ trap cleanup EXIT
 lab_up
 lab_start_servers
 rm -f "$SOCKET"
-ip netns exec "$(lab_ns dir)" "$PWD/target/release/lb-director" --config "$CONFIG" >lab/run/director.log 2>&1 &
+ip netns exec "$(lab_ns dir)" "$PWD/target/release/lb-director" --config "$CONFIG" --socket "$SOCKET" >lab/run/director.log 2>&1 &
 DIRECTOR_PID=$!
 for _ in $(seq 100); do
 	[[ -S "$SOCKET" ]] && break

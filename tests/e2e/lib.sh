@@ -12,8 +12,9 @@
 #   LAB                    namespace prefix (default lb), see lab/lab.sh
 #   LB_DIRECTOR            director binary (default target/release/lb-director)
 #   LB_CTL                 control client  (default target/release/lb-ctl)
-#   LB_SOCKET              control socket  (default lab/run/lb.sock)
-#   E2E_DIRECTOR_LOG       director log (default lab/run/director.log)
+#   LB_SOCKET              control socket  (default lab/run/$LAB/lb.sock; passed to
+#                          the director with --socket, overriding the config)
+#   E2E_DIRECTOR_LOG       director log (default lab/run/$LAB/director.log)
 #   E2E_DIRECTOR_TIMEOUT   seconds to wait for the control socket (default 30)
 #   E2E_KEEP_LAB=1         leave the lab (and servers) up after the test
 #
@@ -40,10 +41,10 @@ e2e_abs() {
 
 LB_DIRECTOR="$(e2e_abs "${LB_DIRECTOR:-target/release/lb-director}")"
 LB_CTL="$(e2e_abs "${LB_CTL:-target/release/lb-ctl}")"
-LB_SOCKET="$(e2e_abs "${LB_SOCKET:-lab/run/lb.sock}")"
+LB_SOCKET="$(e2e_abs "${LB_SOCKET:-lab/run/$LAB/lb.sock}")"
 E2E_DIRECTOR_TIMEOUT="${E2E_DIRECTOR_TIMEOUT:-30}"
 E2E_KEEP_LAB="${E2E_KEEP_LAB:-0}"
-E2E_DIRECTOR_LOG="$(e2e_abs "${E2E_DIRECTOR_LOG:-lab/run/director.log}")"
+E2E_DIRECTOR_LOG="$(e2e_abs "${E2E_DIRECTOR_LOG:-lab/run/$LAB/director.log}")"
 E2E_DIRECTOR_PID=""
 _E2E_LOG_FRESH=0
 E2E_NAME="${E2E_NAME:-$(basename "$0" .sh)}"
@@ -115,7 +116,7 @@ e2e_start_director() {
 		echo "=== $(date '+%F %T') starting: ip netns exec $(lab_ns dir) $LB_DIRECTOR --config $config $*"
 	} >>"$E2E_DIRECTOR_LOG"
 	# `ip netns exec` execs the command, so $! is the director's pid.
-	(cd "$REPO_ROOT" && exec ip netns exec "$(lab_ns dir)" "$LB_DIRECTOR" --config "$config" "$@") \
+	(cd "$REPO_ROOT" && exec ip netns exec "$(lab_ns dir)" "$LB_DIRECTOR" --config "$config" --socket "$LB_SOCKET" "$@") \
 		</dev/null >>"$E2E_DIRECTOR_LOG" 2>&1 {E2E_STDOUT}>&- {E2E_STDERR}>&- &
 	E2E_DIRECTOR_PID=$!
 	echo "  director pid $E2E_DIRECTOR_PID, log $E2E_DIRECTOR_LOG"

@@ -526,7 +526,9 @@ impl Worker {
             .routes
             .lookup(target)
             .ok_or(DropReason::NoRoute)?;
-        let mac = self.neighbour_mac(hop, now).ok_or(DropReason::NeighUnresolved)?;
+        let mac = self
+            .neighbour_mac(hop, now)
+            .ok_or(DropReason::NeighUnresolved)?;
         let data = frame.data_mut();
         let mut ip =
             Ipv4Packet::new_checked(&mut data[IP_AT..]).map_err(|_| DropReason::Malformed)?;

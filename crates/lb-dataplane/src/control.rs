@@ -30,6 +30,8 @@ pub struct Reloader {
     pub current: Config,
     /// Set by SIGHUP.
     pub requested: Arc<AtomicBool>,
+    /// The control socket given on the command line, which wins over the file's.
+    pub socket_override: Option<String>,
 }
 
 impl Reloader {
@@ -39,7 +41,11 @@ impl Reloader {
     pub fn reload(&mut self, shared: &Shared) -> Result<u64, String> {
         let text = std::fs::read_to_string(&self.path)
             .map_err(|e| format!("{}: cannot read: {e}", self.path.display()))?;
-        let next = Config::from_yaml(&text).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let mut next =
+            Config::from_yaml(&text).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        if let Some(socket) = &self.socket_override {
+            next.control.socket = socket.clone();
+        }
         let restart_only = [
             ("eal", next.eal != self.current.eal),
             ("workers", next.workers != self.current.workers),

@@ -39,12 +39,20 @@ struct Args {
     /// Validate the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// Control socket path, overriding `control.socket` of the configuration.
+    #[arg(long)]
+    socket: Option<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let config = match load_config(&args.config) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            if let Some(socket) = &args.socket {
+                c.control.socket.clone_from(socket);
+            }
+            c
+        }
         Err(e) => {
             eprintln!("lb-director: {e}");
             return ExitCode::from(2);
@@ -54,7 +62,7 @@ fn main() -> ExitCode {
         println!("{}: configuration is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match run(&config, &args.config) {
+    match run(&config, &args.config, args.socket) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lb-director: {e}");
@@ -94,9 +102,27 @@ fn pool_size(config: &Config) -> u32 {
 
 const POOL_CACHE: u32 = 256;
 
-fn run(config: &Config, config_path: &std::path::Path) -> Result<(), String> {
+/// The configured EAL arguments, plus a `--file-prefix` unique to this process
+/// when the configuration names none, so that directors (and test runs) on one
+/// host never share DPDK runtime files.
+fn eal_args(config: &Config) -> Vec<String> {
+    let mut args = config.eal.clone();
+    if !args
+        .iter()
+        .any(|a| a == "--file-prefix" || a.starts_with("--file-prefix="))
+    {
+        args.push(format!("--file-prefix=lb-director-{}", std::process::id()));
+    }
+    args
+}
+
+fn run(
+    config: &Config,
+    config_path: &std::path::Path,
+    socket_override: Option<String>,
+) -> Result<(), String> {
     let workers = usize::from(config.workers.count);
-    let _eal = Eal::init(&config.eal).map_err(|e| e.to_string())?;
+    let _eal = Eal::init(&eal_args(config)).map_err(|e| e.to_string())?;
     let pool = Mempool::new(
         "lb_mbufs",
         pool_size(config),
@@ -169,6 +195,7 @@ fn run(config: &Config, config_path: &std::path::Path) -> Result<(), String> {
         path: config_path.to_owned(),
         current: config.clone(),
         requested: reload_requested,
+        socket_override,
     };
     let shared = Shared {
         published: Published::new(snapshot),
