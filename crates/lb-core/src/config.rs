@@ -153,6 +153,9 @@ pub struct Config {
     /// Connection-table sizing.
     #[serde(default)]
     pub connections: ConnectionsConfig,
+    /// Connection lifecycle policies (IPVS's sysctls of the same names).
+    #[serde(default)]
+    pub policies: Policies,
     /// Control socket.
     #[serde(default)]
     pub control: ControlConfig,
@@ -273,6 +276,10 @@ pub struct ServiceConfig {
     /// Maglev table size for the `mh` scheduler (a prime; default 65537).
     #[serde(default)]
     pub mh_table_size: Option<u32>,
+    /// Established-state timeout for this service's TCP connections, overriding
+    /// `timeouts.established` (seconds).
+    #[serde(default)]
+    pub established_timeout: Option<u32>,
     /// Persistence timeout in seconds (ipvsadm `-p`); absent = not persistent.
     #[serde(default)]
     pub persistence: Option<u32>,
@@ -343,6 +350,30 @@ impl Default for ConnectionsConfig {
     fn default() -> Self {
         ConnectionsConfig {
             per_worker: default_capacity(),
+        }
+    }
+}
+
+/// Connection lifecycle policies, as IPVS's sysctls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policies {
+    /// A connection whose real server was removed dies on its next packet
+    /// (`expire_nodest_conn`); otherwise its packets are dropped until it times out.
+    pub expire_nodest_conn: bool,
+    /// A SYN on a TIME_WAIT or CLOSE entry is scheduled afresh (`conn_reuse_mode`).
+    pub conn_reuse: bool,
+    /// A persistence template whose real server is quiescent (weight 0) is
+    /// invalidated (`expire_quiescent_template`).
+    pub expire_quiescent_template: bool,
+}
+
+impl Default for Policies {
+    fn default() -> Self {
+        Policies {
+            expire_nodest_conn: true,
+            conn_reuse: true,
+            expire_quiescent_template: false,
         }
     }
 }
@@ -481,6 +512,17 @@ impl ServiceConfig {
         }
         if self.port == 0 {
             return Err(ConfigError::new(format!("{field}.port"), "must not be 0"));
+        }
+        if let Some(t) = self.established_timeout {
+            if t == 0 || t > crate::conn::MAX_TIMEOUT_SECS {
+                return Err(ConfigError::new(
+                    format!("{field}.established_timeout"),
+                    format!(
+                        "{t} is not within 1..={} seconds",
+                        crate::conn::MAX_TIMEOUT_SECS
+                    ),
+                ));
+            }
         }
         if self.persistence_prefix > 32 {
             return Err(ConfigError::new(

@@ -296,6 +296,8 @@ pub struct Service {
     pub scheduler_spec: SchedulerSpec,
     /// The scheduler, built for the current set of real servers.
     pub scheduler: Box<dyn Scheduler>,
+    /// Established-state timeout overriding the global one.
+    pub established_timeout: Option<std::time::Duration>,
     /// Persistence timeout in seconds (0 = not persistent).
     pub persistence_timeout: u32,
     /// Persistence netmask (`-M`), as a prefix length.

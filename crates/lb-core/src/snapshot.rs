@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::config::{Config, ConfigError, Ipv4Cidr};
+use crate::config::{Config, ConfigError, Ipv4Cidr, Policies};
 use crate::conn::Timeouts;
 use crate::ids::{PortId, RealServerId, ServiceId};
 use crate::route::RouteTable;
@@ -59,6 +59,8 @@ pub struct Snapshot {
     pub local_addresses: Vec<IpAddr>,
     /// Connection timeouts.
     pub timeouts: Timeouts,
+    /// Connection lifecycle policies.
+    pub policies: Policies,
     services: Vec<Option<Arc<Service>>>,
     service_index: HashMap<(u8, IpAddr, u16), ServiceId>,
     real_servers: Vec<Option<Arc<RealServer>>>,
@@ -159,6 +161,9 @@ impl Snapshot {
                 vport: sc.port,
                 scheduler_spec,
                 scheduler,
+                established_timeout: sc
+                    .established_timeout
+                    .map(|t| std::time::Duration::from_secs(u64::from(t))),
                 persistence_timeout: sc.persistence.unwrap_or(0),
                 persistence_prefix: sc.persistence_prefix,
                 real_servers: dests,
@@ -180,6 +185,7 @@ impl Snapshot {
                 .collect(),
             local_addresses: config.local_addresses.iter().map(|l| l.address).collect(),
             timeouts: config.timeouts.clone(),
+            policies: config.policies,
             services,
             service_index,
             real_servers,

@@ -77,6 +77,17 @@ pub struct Worker {
     counters: Arc<WorkerCounters>,
 }
 
+/// A connection as listed by [`Worker::list_connections`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedConn {
+    /// The connection.
+    pub conn: Conn,
+    /// Time left before it expires.
+    pub remaining: std::time::Duration,
+    /// The worker that owns it.
+    pub worker: WorkerId,
+}
+
 /// Parsed facts about a TCP/UDP packet that the forwarding path needs.
 #[derive(Clone, Copy, Debug)]
 struct L4Info {
@@ -159,9 +170,40 @@ impl Worker {
         self.resolve_next_hops(now);
     }
 
+    /// Local ports this worker has free over all local addresses.
+    pub fn free_local_ports(&self) -> usize {
+        self.local_ports.available()
+    }
+
     /// The live connections (for listings; walks the whole table).
     pub fn connections(&self) -> impl Iterator<Item = &Conn> + '_ {
         self.conns.iter()
+    }
+
+    /// Up to `limit` live connections, optionally only those of the service
+    /// `(protocol, vip, vport)`, each with the time it has left. A control
+    /// operation: it walks the table and allocates, so the data plane runs it
+    /// between polls, never per packet.
+    pub fn list_connections(
+        &self,
+        now: Instant,
+        service: Option<(u8, IpAddr, u16)>,
+        limit: usize,
+    ) -> Vec<ListedConn> {
+        self.conns
+            .iter()
+            .filter(|c| {
+                service.is_none_or(|(proto, vip, vport)| {
+                    (c.proto, c.virt.0, c.virt.1) == (proto, vip, vport)
+                })
+            })
+            .take(limit)
+            .map(|c| ListedConn {
+                conn: c.clone(),
+                remaining: c.expires.saturating_since(now),
+                worker: self.id,
+            })
+            .collect()
     }
 
     /// Handles one frame received on `port` at `now`.
@@ -338,7 +380,8 @@ impl Worker {
     /// new connection, scheduled afresh.
     fn starts_afresh(&self, idx: u32, side: Side, tcp_flags: u8) -> bool {
         let conn = self.conns.get(idx);
-        side == Side::Client
+        self.snapshot.policies.conn_reuse
+            && side == Side::Client
             && conn.proto == PROTO_TCP
             && tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN
             && matches!(conn.state, TcpState::TimeWait | TcpState::Close)
@@ -418,15 +461,18 @@ impl Worker {
         let snapshot = &self.snapshot;
         let conn = self.conns.get_mut(idx);
         let Some(dest) = snapshot.real_server(conn.real_server.0, conn.real_server.1) else {
-            // expire_nodest_conn: the real server is gone; the connection dies now.
-            let conn = self.conns.remove(idx);
-            release(
-                self.id,
-                &self.snapshot,
-                &mut self.local_ports,
-                &self.counters,
-                &conn,
-            );
+            // The real server is gone. With expire_nodest_conn the connection dies
+            // now; without, its packets are dropped until it times out.
+            if snapshot.policies.expire_nodest_conn {
+                let conn = self.conns.remove(idx);
+                release(
+                    self.id,
+                    &self.snapshot,
+                    &mut self.local_ports,
+                    &self.counters,
+                    &conn,
+                );
+            }
             return Err(DropReason::DestRemoved);
         };
         let dc = dest.counters.worker(self.id);
@@ -449,11 +495,16 @@ impl Worker {
                     conn.state = next;
                 }
             }
-            conn.expires = now + snapshot.timeouts.tcp(conn.state);
-        } else {
-            conn.expires = now + snapshot.timeouts.udp();
         }
         let service = snapshot.service_by_id(conn.service.0, conn.service.1);
+        conn.expires = now
+            + match (conn.proto, conn.state) {
+                (PROTO_TCP, TcpState::Established) => service
+                    .and_then(|s| s.established_timeout)
+                    .unwrap_or_else(|| snapshot.timeouts.tcp(TcpState::Established)),
+                (PROTO_TCP, state) => snapshot.timeouts.tcp(state),
+                _ => snapshot.timeouts.udp(),
+            };
         let bytes = info.ip_len as u64;
         let ip = &mut frame.data_mut()[IP_AT..];
         let target = match side {

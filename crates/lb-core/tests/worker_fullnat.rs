@@ -463,3 +463,152 @@ fn unknown_services_and_garbage_are_dropped_and_counted() {
         );
     }
 }
+
+fn worker_with(extra: &str) -> Worker {
+    let text = format!("{CONFIG}{extra}");
+    let config = Config::from_yaml(&text).unwrap();
+    let snapshot = Arc::new(Snapshot::build(&config, None, 1).unwrap());
+    let setup = WorkerSetup {
+        id: WorkerId(0),
+        port_macs: DIR_MAC.to_vec(),
+        conn_capacity: 1024,
+        seed: 7,
+    };
+    let mut w = Worker::new(setup, snapshot, secs(0));
+    resolve_servers(&mut w);
+    w
+}
+
+fn client_segment(cport: u16, tcp_flags: u8) -> Vec<u8> {
+    eth(
+        DIR_MAC[0],
+        CLIENT_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((CIP, cport), (VIP, 80), tcp_flags, b""),
+    )
+}
+
+/// Sends the handshake of a client connection; returns the server it went to and
+/// the local port.
+fn handshake(w: &mut Worker, now: Instant, cport: u16) -> (Ipv4Addr, u16) {
+    let (_, out) = run(w, now, CLIENT, client_segment(cport, flags::SYN));
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    let (rs, lport) = (
+        ip.dst(),
+        TcpSegment::new_checked(ip.payload()).unwrap().src_port(),
+    );
+    let mac = if rs == RS1 { RS1_MAC } else { RS2_MAC };
+    let synack = eth(
+        DIR_MAC[1],
+        mac,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((rs, 80), (LIP, lport), flags::SYN | flags::ACK, b""),
+    );
+    assert_eq!(run(w, now, SERVER, synack).0, Verdict::Transmit(CLIENT));
+    run(w, now, CLIENT, client_segment(cport, flags::ACK));
+    (rs, lport)
+}
+
+#[test]
+fn expiry_returns_local_ports_and_listing_shows_time_left() {
+    let mut w = worker_with("");
+    let free = w.free_local_ports();
+    for cport in 0..10 {
+        handshake(&mut w, secs(1), 50_000 + cport);
+    }
+    assert_eq!(w.free_local_ports(), free - 10);
+    let listed = w.list_connections(secs(11), None, 100);
+    assert_eq!(listed.len(), 10);
+    assert!(listed.iter().all(|l| l.conn.state == TcpState::Established));
+    assert!(listed
+        .iter()
+        .all(|l| l.remaining == Duration::from_secs(20)));
+    let vip = std::net::IpAddr::V4(VIP);
+    assert_eq!(w.list_connections(secs(11), Some((6, vip, 80)), 3).len(), 3);
+    assert!(w
+        .list_connections(secs(11), Some((17, vip, 53)), 100)
+        .is_empty());
+    // established: 30 s in this config; poll past it in several bounded steps.
+    for t in 31..40 {
+        w.poll(secs(t));
+    }
+    assert_eq!(w.connections().count(), 0);
+    assert_eq!(w.free_local_ports(), free);
+}
+
+#[test]
+fn per_service_established_timeout_overrides_the_global_one() {
+    let mut w = worker_with("");
+    let text = CONFIG.replace(
+        "    scheduler: rr\n    real_servers:\n      - { address: 10.0.2.11 }",
+        "    scheduler: rr\n    established_timeout: 5\n    real_servers:\n      - { address: 10.0.2.11 }",
+    );
+    assert_ne!(text, CONFIG);
+    let config = Config::from_yaml(&text).unwrap();
+    let next = Snapshot::build(&config, Some(w.snapshot()), 1).unwrap();
+    w.set_snapshot(Arc::new(next), secs(0));
+    handshake(&mut w, secs(1), 40_000);
+    let listed = w.list_connections(secs(1), None, 10);
+    assert_eq!(listed[0].remaining, Duration::from_secs(5));
+    w.poll(secs(7));
+    assert_eq!(w.connections().count(), 0);
+}
+
+#[test]
+fn a_syn_on_time_wait_schedules_afresh_unless_reuse_is_off() {
+    for reuse in [true, false] {
+        let mut w = worker_with(&format!("policies: {{ conn_reuse: {reuse} }}\n"));
+        let (first, lport) = handshake(&mut w, secs(1), 40_000);
+        let mac = if first == RS1 { RS1_MAC } else { RS2_MAC };
+        for (port, frame) in [
+            (CLIENT, client_segment(40_000, flags::FIN | flags::ACK)),
+            (
+                SERVER,
+                eth(
+                    DIR_MAC[1],
+                    mac,
+                    ethernet::ETHERTYPE_IPV4,
+                    &tcp((first, 80), (LIP, lport), flags::FIN | flags::ACK, b""),
+                ),
+            ),
+            (CLIENT, client_segment(40_000, flags::ACK)),
+        ] {
+            run(&mut w, secs(1), port, frame);
+        }
+        assert_eq!(w.connections().next().unwrap().state, TcpState::TimeWait);
+        let (_, out) = run(&mut w, secs(1), CLIENT, client_segment(40_000, flags::SYN));
+        let rs = Ipv4Packet::new_checked(&out[14..]).unwrap().dst();
+        let state = w.connections().next().unwrap().state;
+        if reuse {
+            assert_ne!(rs, first, "rescheduled by rr to the other server");
+            assert_eq!(state, TcpState::SynRecv);
+            assert_eq!(w.counters().conns_created.get(), 2);
+        } else {
+            assert_eq!(rs, first);
+            assert_eq!(state, TcpState::SynRecv);
+            assert_eq!(w.counters().conns_created.get(), 1);
+        }
+    }
+}
+
+#[test]
+fn connections_of_a_removed_server_die_or_linger_by_policy() {
+    for expire in [true, false] {
+        let mut w = worker_with(&format!("policies: {{ expire_nodest_conn: {expire} }}\n"));
+        let (rs, _) = handshake(&mut w, secs(1), 40_000);
+        assert_eq!(rs, RS1);
+        let text = format!(
+            "{}policies: {{ expire_nodest_conn: {expire} }}\n",
+            CONFIG.replace(
+                "      - { address: 10.0.2.11 }\n      - { address: 10.0.2.12 }",
+                "      - { address: 10.0.2.12 }"
+            )
+        );
+        let config = Config::from_yaml(&text).unwrap();
+        let next = Snapshot::build(&config, Some(w.snapshot()), 1).unwrap();
+        w.set_snapshot(Arc::new(next), secs(1));
+        let (verdict, _) = run(&mut w, secs(2), CLIENT, client_segment(40_000, flags::ACK));
+        assert_eq!(verdict, Verdict::Drop(DropReason::DestRemoved));
+        assert_eq!(w.connections().count(), usize::from(!expire));
+    }
+}

@@ -22,7 +22,7 @@ use lb_core::worker::{Worker, WorkerSetup};
 
 use lb_dataplane::control::{ControlSocket, PortInfo, Reloader};
 use lb_dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig};
-use lb_dataplane::shared::{Published, Shared};
+use lb_dataplane::shared::{Mailboxes, Published, Shared};
 use lb_dataplane::worker_loop::{self, WorkerRun};
 
 /// Command line of the director.
@@ -197,17 +197,19 @@ fn run(
         requested: reload_requested,
         socket_override,
     };
+    let (mailboxes, inboxes) = Mailboxes::new(workers);
     let shared = Shared {
         published: Published::new(snapshot),
         worker_counters: lb_workers.iter().map(Worker::counters).collect(),
         conn_capacity,
         stop,
+        mailboxes,
     };
     let socket = ControlSocket::bind(std::path::Path::new(&config.control.socket))?;
     let idle_sleep = Duration::from_micros(u64::from(config.workers.idle_sleep_us));
 
     let mut runs = Vec::with_capacity(workers);
-    for (w, worker) in lb_workers.into_iter().enumerate() {
+    for ((w, worker), inbox) in lb_workers.into_iter().enumerate().zip(inboxes) {
         let rx = ports
             .iter()
             .map(|p| p.rx_queue(w as u16))
@@ -225,6 +227,7 @@ fn run(
             pool: pool.clone(),
             core: cores[w],
             idle_sleep,
+            inbox,
         });
     }
     let port_info: Vec<PortInfo<'_>> = config

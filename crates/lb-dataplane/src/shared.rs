@@ -1,12 +1,16 @@
 //! State shared between the control thread and the workers, all of it lock-free on
 //! the workers' side.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use crossbeam_channel::{Receiver, Sender};
 use lb_core::snapshot::Snapshot;
 use lb_core::stats::WorkerCounters;
+use lb_core::worker::ListedConn;
 
 /// The published configuration: an atomically swapped snapshot plus its
 /// generation, which workers compare once per poll (a plain load of a line that is
@@ -45,6 +49,39 @@ impl Published {
     }
 }
 
+/// A request the control thread puts in a worker's mailbox. Workers look at their
+/// mailbox once per poll (one atomic load when it is empty) and answer between
+/// polls, so a request never interrupts a burst.
+#[derive(Debug)]
+pub enum WorkerRequest {
+    /// List connections (optionally of one service `(protocol, vip, vport)`).
+    ListConnections {
+        /// Service filter.
+        service: Option<(u8, IpAddr, u16)>,
+        /// Most connections to return.
+        limit: usize,
+        /// Where to send them.
+        reply: Sender<Vec<ListedConn>>,
+    },
+}
+
+/// The control side of every worker's mailbox.
+#[derive(Debug)]
+pub struct Mailboxes {
+    senders: Vec<Sender<WorkerRequest>>,
+}
+
+impl Mailboxes {
+    /// Mailboxes for `workers` workers: the control side and each worker's inbox.
+    pub fn new(workers: usize) -> (Mailboxes, Vec<Receiver<WorkerRequest>>) {
+        let (senders, receivers) = (0..workers).map(|_| crossbeam_channel::bounded(4)).unzip();
+        (Mailboxes { senders }, receivers)
+    }
+}
+
+/// How long the control thread waits for a worker's answer.
+const WORKER_REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Everything the control thread and the workers share.
 #[derive(Debug)]
 pub struct Shared {
@@ -56,6 +93,8 @@ pub struct Shared {
     pub conn_capacity: usize,
     /// Set by SIGTERM/SIGINT: everyone winds down.
     pub stop: Arc<AtomicBool>,
+    /// Requests to workers.
+    pub mailboxes: Mailboxes,
 }
 
 impl Shared {
@@ -63,5 +102,35 @@ impl Shared {
     #[inline]
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Up to `limit` connections from every worker (optionally of one service),
+    /// asked of all workers at once and gathered as they answer.
+    pub fn connections(
+        &self,
+        service: Option<(u8, IpAddr, u16)>,
+        limit: usize,
+    ) -> Result<Vec<ListedConn>, String> {
+        let mut pending = Vec::with_capacity(self.mailboxes.senders.len());
+        for (worker, mailbox) in self.mailboxes.senders.iter().enumerate() {
+            let (reply, answer) = crossbeam_channel::bounded(1);
+            mailbox
+                .try_send(WorkerRequest::ListConnections {
+                    service,
+                    limit,
+                    reply,
+                })
+                .map_err(|_| format!("worker {worker} is busy with earlier requests"))?;
+            pending.push((worker, answer));
+        }
+        let mut all = Vec::new();
+        for (worker, answer) in pending {
+            let mut listed = answer
+                .recv_timeout(WORKER_REPLY_TIMEOUT)
+                .map_err(|_| format!("worker {worker} did not answer"))?;
+            all.append(&mut listed);
+        }
+        all.truncate(limit);
+        Ok(all)
     }
 }

@@ -9,7 +9,8 @@ use lb_core::worker::{Verdict, Worker};
 
 use crate::clock::Clock;
 use crate::dpdk::{self, Mbuf, MbufArray, Mempool, RxQueue, TxQueue};
-use crate::shared::Shared;
+use crate::shared::{Shared, WorkerRequest};
+use crossbeam_channel::Receiver;
 
 /// Empty polls in a row before an idle worker may sleep (when configured to).
 const IDLE_POLLS_BEFORE_SLEEP: u32 = 1024;
@@ -28,6 +29,8 @@ pub struct WorkerRun<'p> {
     pub core: Option<usize>,
     /// Sleep after a run of empty polls (zero: never sleep).
     pub idle_sleep: Duration,
+    /// Requests from the control thread.
+    pub inbox: Receiver<WorkerRequest>,
 }
 
 impl std::fmt::Debug for WorkerRun<'_> {
@@ -101,6 +104,9 @@ pub fn run(mut run: WorkerRun<'_>, shared: &Shared) {
             flush(pending, queue, &counters);
         }
         run.worker.poll(now);
+        if let Ok(request) = run.inbox.try_recv() {
+            answer(&run.worker, now, request);
+        }
         if received == 0 && !run.idle_sleep.is_zero() {
             idle_polls += 1;
             if idle_polls >= IDLE_POLLS_BEFORE_SLEEP {
@@ -111,6 +117,19 @@ pub fn run(mut run: WorkerRun<'_>, shared: &Shared) {
         }
     }
     dpdk::unregister_thread();
+}
+
+fn answer(worker: &Worker, now: lb_core::time::Instant, request: WorkerRequest) {
+    match request {
+        WorkerRequest::ListConnections {
+            service,
+            limit,
+            reply,
+        } => {
+            // The control thread may have given up waiting; nothing to do then.
+            let _ = reply.send(worker.list_connections(now, service, limit));
+        }
+    }
 }
 
 fn enqueue(

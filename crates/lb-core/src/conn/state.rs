@@ -319,6 +319,97 @@ mod tests {
         }
     }
 
+    /// The transition table exactly as the reference document prints it.
+    const REFERENCE: &str = "
+| INPUT | syn | SR | ES | ES | SR | SR | SR | SR | SR | SR | SR | SR |
+| INPUT | fin | CL | CW | SS | TW | TW | TW | CL | CW | LA | LI | TW |
+| INPUT | ack | ES | ES | SS | ES | FW | TW | CL | CW | CL | LI | ES |
+| INPUT | rst | CL | CL | CL | SR | CL | CL | CL | CL | LA | LI | SR |
+| OUTPUT | syn | SS | ES | SS | SR | SS | SS | SS | SS | SS | LI | SR |
+| OUTPUT | fin | TW | FW | SS | TW | FW | TW | CL | TW | LA | LI | TW |
+| OUTPUT | ack | ES | ES | SS | ES | FW | TW | CL | CW | LA | ES | ES |
+| OUTPUT | rst | CL | CL | SS | CL | CL | TW | CL | CL | CL | CL | CL |
+| INPUT_ONLY | syn | SR | ES | ES | SR | SR | SR | SR | SR | SR | SR | SR |
+| INPUT_ONLY | fin | CL | FW | SS | TW | FW | TW | CL | CW | LA | LI | TW |
+| INPUT_ONLY | ack | ES | ES | SS | ES | FW | TW | CL | CW | CL | LI | ES |
+| INPUT_ONLY | rst | CL | CL | CL | SR | CL | CL | CL | CL | LA | LI | CL |
+";
+
+    /// A reference model: a map from (table, event, state) to next state, built by
+    /// parsing the document's table rather than sharing the implementation's arrays.
+    fn reference_model() -> std::collections::HashMap<(String, String, &'static str), &'static str>
+    {
+        let columns = [
+            "NO", "ES", "SS", "SR", "FW", "TW", "CL", "CW", "LA", "LI", "SA",
+        ];
+        let mut model = std::collections::HashMap::new();
+        for line in REFERENCE.lines().filter(|l| l.starts_with('|')) {
+            let cells: Vec<&str> = line
+                .split('|')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            for (state, next) in columns.iter().zip(&cells[2..]) {
+                let next = columns.iter().find(|c| *c == next).unwrap();
+                model.insert((cells[0].to_owned(), cells[1].to_owned(), *state), *next);
+            }
+        }
+        assert_eq!(model.len(), 3 * 4 * 11);
+        model
+    }
+
+    fn short(state: TcpState) -> &'static str {
+        [
+            "NO", "ES", "SS", "SR", "FW", "TW", "CL", "CW", "LA", "LI", "SA",
+        ][state as usize]
+    }
+
+    proptest::proptest! {
+        /// Random event sequences in random directions walk the same states in the
+        /// implementation and in the reference model.
+        #[test]
+        fn transitions_match_the_reference_model(
+            steps in proptest::collection::vec((0usize..3, 0usize..4), 1..64)
+        ) {
+            let model = reference_model();
+            let dirs = [(Direction::Input, "INPUT"), (Direction::Output, "OUTPUT"), (Direction::InputOnly, "INPUT_ONLY")];
+            let events = [(TcpEvent::Syn, "syn"), (TcpEvent::Fin, "fin"), (TcpEvent::Ack, "ack"), (TcpEvent::Rst, "rst")];
+            let mut state = TcpState::None;
+            let mut expected = "NO";
+            for (d, e) in steps {
+                let (dir, dir_name) = dirs[d];
+                let (event, event_name) = events[e];
+                state = next_state(state, dir, event);
+                expected = model[&(dir_name.to_owned(), event_name.to_owned(), expected)];
+                proptest::prop_assert_eq!(short(state), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn every_cell_matches_the_reference() {
+        let model = reference_model();
+        for ((table, event, from), to) in &model {
+            let dir = match table.as_str() {
+                "INPUT" => Direction::Input,
+                "OUTPUT" => Direction::Output,
+                _ => Direction::InputOnly,
+            };
+            let ev = match event.as_str() {
+                "syn" => TcpEvent::Syn,
+                "fin" => TcpEvent::Fin,
+                "ack" => TcpEvent::Ack,
+                _ => TcpEvent::Rst,
+            };
+            let state = *TcpState::ALL.iter().find(|s| short(**s) == *from).unwrap();
+            assert_eq!(
+                short(next_state(state, dir, ev)),
+                *to,
+                "{table} {event} {from}"
+            );
+        }
+    }
+
     #[test]
     fn defaults_are_ipvs_defaults() {
         let t = Timeouts::default();
