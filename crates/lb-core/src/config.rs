@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::conn::Timeouts;
 use crate::sched::{self, SchedulerSpec};
-use crate::service::{ForwardMode, Protocol};
+use crate::service::{Carrier, ForwardMode, Protocol, TunnelSpec, TunnelType};
 use crate::wire::MacAddr;
 
 /// Largest weight ipvsadm accepts.
@@ -289,6 +289,14 @@ pub struct ServiceConfig {
     /// Default forwarding mode for real servers that do not set one.
     #[serde(default = "default_forward")]
     pub forward: ForwardMode,
+    /// How FullNAT TCP connections carry the client address to the real server:
+    /// `none`, `toa`, `proxy-v1` or `proxy-v2`.
+    #[serde(default)]
+    pub carrier: Carrier,
+    /// Clamp the MSS of client SYNs forwarded to tunnelled real servers so that
+    /// full-sized segments still fit the egress MTU once encapsulated.
+    #[serde(default)]
+    pub tun_mss_clamp: bool,
     /// Real servers.
     #[serde(default)]
     pub real_servers: Vec<RealServerConfig>,
@@ -327,6 +335,26 @@ pub struct RealServerConfig {
     /// Lower connection threshold (`-y`).
     #[serde(default)]
     pub lower_threshold: u32,
+    /// Tunnel encapsulation for `forward: tunnel` (`ipvsadm --tun-type`):
+    /// `ipip` (default) or `gue`.
+    #[serde(default)]
+    pub tun_type: TunnelType,
+    /// GUE destination port (`ipvsadm --tun-port`); required with `tun_type: gue`.
+    #[serde(default)]
+    pub tun_port: Option<u16>,
+}
+
+impl RealServerConfig {
+    /// The tunnel encapsulation this server is reached with.
+    pub fn tunnel_spec(&self) -> TunnelSpec {
+        TunnelSpec {
+            kind: self.tun_type,
+            port: match self.tun_type {
+                TunnelType::Ipip => 0,
+                TunnelType::Gue => self.tun_port.unwrap_or(0),
+            },
+        }
+    }
 }
 
 fn default_weight() -> u32 {
@@ -385,6 +413,10 @@ pub struct ControlConfig {
     /// Path of the Unix socket lb-ctl talks to.
     #[serde(default = "default_socket")]
     pub socket: String,
+    /// Address of the Prometheus `/metrics` endpoint (HTTP), e.g.
+    /// `127.0.0.1:9100`; absent = no endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Where lb-ctl and the director meet when nothing else is configured.
@@ -398,6 +430,7 @@ impl Default for ControlConfig {
     fn default() -> Self {
         ControlConfig {
             socket: default_socket(),
+            metrics: None,
         }
     }
 }
@@ -532,6 +565,12 @@ impl ServiceConfig {
         }
         sched::build(&self.scheduler_spec(), &[], 1)
             .map_err(|e| ConfigError::new(format!("{field}.scheduler"), e.to_string()))?;
+        if self.carrier != Carrier::None && self.protocol != Protocol::Tcp {
+            return Err(ConfigError::new(
+                format!("{field}.carrier"),
+                "client-address carriers (toa, proxy-v1, proxy-v2) need a tcp service",
+            ));
+        }
         let mut seen = HashSet::new();
         for (j, rs) in self.real_servers.iter().enumerate() {
             let rs_field = format!("{field}.real_servers[{j}]");
@@ -564,6 +603,28 @@ impl ServiceConfig {
                 return Err(ConfigError::new(
                     format!("{rs_field}.forward"),
                     "fullnat needs at least one entry in local_addresses",
+                ));
+            }
+            if matches!(forward, ForwardMode::Dr | ForwardMode::Tunnel)
+                && rs.port.is_some_and(|p| p != self.port)
+            {
+                return Err(ConfigError::new(
+                    format!("{rs_field}.port"),
+                    "dr and tunnel forward to the virtual port; only nat and fullnat map ports",
+                ));
+            }
+            if rs.tun_type == TunnelType::Gue && rs.tun_port.unwrap_or(0) == 0 {
+                return Err(ConfigError::new(
+                    format!("{rs_field}.tun_port"),
+                    "tun_type gue needs a tun_port (1..65535)",
+                ));
+            }
+            if (rs.tun_type != TunnelType::Ipip || rs.tun_port.is_some())
+                && forward != ForwardMode::Tunnel
+            {
+                return Err(ConfigError::new(
+                    format!("{rs_field}.tun_type"),
+                    "tun_type and tun_port apply to forward: tunnel only",
                 ));
             }
             if !seen.insert((rs.address, rs.port.unwrap_or(self.port))) {
@@ -720,6 +781,57 @@ services:
             err.starts_with("services[0].real_servers[0].forward: fullnat needs"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn metrics_address() {
+        let c = Config::from_yaml(&format!("{GOOD}control:\n  metrics: 127.0.0.1:9100\n")).unwrap();
+        assert_eq!(c.control.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(Config::from_yaml(GOOD).unwrap().control.metrics, None);
+        let err = Config::from_yaml(&format!("{GOOD}control:\n  metrics: localhost\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("control.metrics: "), "{err}");
+    }
+
+    #[test]
+    fn forwarding_mode_options_are_checked() {
+        let w = "        weight: 3";
+        let err = |to: &str| with(w, to).unwrap_err().to_string();
+        let cases = [
+            (
+                "        weight: 3\n        forward: tunnel\n        tun_type: gue",
+                "services[0].real_servers[1].tun_port: tun_type gue needs",
+            ),
+            (
+                "        weight: 3\n        tun_type: gue\n        tun_port: 1",
+                "services[0].real_servers[1].tun_type: tun_type and tun_port apply",
+            ),
+            (
+                "        weight: 3\n        forward: dr\n        port: 81",
+                "services[0].real_servers[1].port: dr and tunnel",
+            ),
+        ];
+        for (to, expected) in cases {
+            let e = err(to);
+            assert!(
+                e.starts_with(expected),
+                "{e:?} should start with {expected:?}"
+            );
+        }
+        let e = with("    protocol: tcp", "    protocol: udp\n    carrier: toa")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("services[0].carrier:"), "{e}");
+        let c = with(w, "        weight: 3\n        forward: tunnel\n        tun_type: gue\n        tun_port: 6080")
+            .unwrap();
+        assert_eq!(c.services[0].real_servers[1].tunnel_spec().port, 6080);
+        let c = with(
+            "    protocol: tcp",
+            "    protocol: tcp\n    carrier: proxy-v2",
+        )
+        .unwrap();
+        assert_eq!(c.services[0].carrier, Carrier::ProxyV2);
     }
 
     #[test]

@@ -80,6 +80,56 @@ impl ForwardMode {
     }
 }
 
+/// The encapsulation of a tunnelled real server (ipvsadm `--tun-type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelType {
+    /// IP in IP (RFC 2003, protocol 4): 20 bytes of overhead.
+    #[default]
+    Ipip,
+    /// Generic UDP Encapsulation (GUE, version 0) carrying IPIP: outer IPv4, UDP
+    /// and a 4-byte GUE header, 32 bytes of overhead.
+    Gue,
+}
+
+/// How a tunnelled real server is reached: the encapsulation and, for GUE, the
+/// UDP destination port (`ipvsadm --tun-type gue --tun-port N`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TunnelSpec {
+    /// Encapsulation.
+    pub kind: TunnelType,
+    /// GUE destination port (0 for IPIP).
+    pub port: u16,
+}
+
+impl TunnelSpec {
+    /// Bytes the encapsulation adds in front of the inner IPv4 packet.
+    pub fn overhead(&self) -> usize {
+        match self.kind {
+            TunnelType::Ipip => 20,
+            TunnelType::Gue => 32,
+        }
+    }
+}
+
+/// How a FullNAT service tells the real server the client's address, which the
+/// source NAT hides (DPVS's TOA and PROXY protocol options).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Carrier {
+    /// Nothing: the real server sees the local address.
+    #[default]
+    None,
+    /// TCP option 254 (length 8: port, IPv4 address) in the ACK that completes the
+    /// handshake (or the first data segment when that ACK has no room).
+    Toa,
+    /// A PROXY protocol v1 (text) header at the start of the client's stream.
+    ProxyV1,
+    /// A PROXY protocol v2 (binary, 28 bytes for IPv4) header at the start of the
+    /// client's stream.
+    ProxyV2,
+}
+
 /// Counters of one real server on one worker.
 #[derive(Debug, Default)]
 pub struct DestWorkerCounters {
@@ -206,6 +256,8 @@ pub struct RealServer {
     pub upper_threshold: u32,
     /// Lower connection threshold (`-y`); 0 = none.
     pub lower_threshold: u32,
+    /// Encapsulation when `forward` is [`ForwardMode::Tunnel`].
+    pub tunnel: TunnelSpec,
     /// Counters shared with earlier and later versions of this server.
     pub counters: Arc<DestCounters>,
 }
@@ -298,6 +350,11 @@ pub struct Service {
     pub scheduler: Box<dyn Scheduler>,
     /// Established-state timeout overriding the global one.
     pub established_timeout: Option<std::time::Duration>,
+    /// Client-address carrier of the service's FullNAT TCP connections.
+    pub carrier: Carrier,
+    /// Clamp the MSS of client SYNs to what fits a tunnelled real server's
+    /// egress MTU after encapsulation.
+    pub tun_mss_clamp: bool,
     /// Persistence timeout in seconds (0 = not persistent).
     pub persistence_timeout: u32,
     /// Persistence netmask (`-M`), as a prefix length.

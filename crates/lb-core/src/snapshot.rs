@@ -144,6 +144,7 @@ impl Snapshot {
                     forward: rc.forward.unwrap_or(sc.forward),
                     upper_threshold: rc.upper_threshold,
                     lower_threshold: rc.lower_threshold,
+                    tunnel: rc.tunnel_spec(),
                     counters: rcounters,
                 }));
             }
@@ -164,6 +165,8 @@ impl Snapshot {
                 established_timeout: sc
                     .established_timeout
                     .map(|t| std::time::Duration::from_secs(u64::from(t))),
+                carrier: sc.carrier,
+                tun_mss_clamp: sc.tun_mss_clamp,
                 persistence_timeout: sc.persistence.unwrap_or(0),
                 persistence_prefix: sc.persistence_prefix,
                 real_servers: dests,

@@ -144,7 +144,8 @@ reason_counters!(
         NeighUnresolved => "neigh_unresolved",
         /// TTL would reach zero.
         TtlExceeded => "ttl_exceeded",
-        /// IP fragments (handled by the fragment policy in a later issue).
+        /// IP fragments of a protocol other than TCP and UDP (the fragment
+        /// policy forwards TCP and UDP fragments, see `crate::frag`).
         Fragment => "fragment",
         /// A packet of a connection whose real server was removed.
         DestRemoved => "dest_removed",
@@ -154,6 +155,19 @@ reason_counters!(
         NoRoom => "no_room",
         /// The egress ring of the port was full.
         TxFull => "tx_full",
+        /// The ring to the owning worker was full.
+        RedirectRingFull => "redirect_ring_full",
+        /// A non-first fragment whose first fragment was not seen (or has expired
+        /// from the fragment map).
+        FragUnmatched => "frag_unmatched",
+        /// A packet too big for the egress MTU once encapsulated, without DF (the
+        /// director does not fragment); DF packets get ICMP fragmentation-needed.
+        TooBig => "too_big",
+        /// An ICMP error about no tracked connection.
+        IcmpNoConnection => "icmp_no_connection",
+        /// An ICMP message the director does not handle (not an echo request to
+        /// one of its addresses, not an error about a connection).
+        IcmpUnsupported => "icmp_unsupported",
     }
 );
 
@@ -180,9 +194,83 @@ pub struct WorkerCounters {
     pub conns_expired: Counter,
     /// Connections currently in the worker's table.
     pub conns_live: Gauge,
+    /// Frames handed to the worker that owns their connection.
+    pub redirects_out: Counter,
+    /// Frames other workers handed to this one.
+    pub redirects_in: Counter,
     /// Drops by reason.
     pub drops: DropCounters,
+    /// What the forwarding modes sent, per mode and per feature.
+    pub modes: ModeCounters,
 }
+
+/// Declares a struct of [`Counter`]s with a stable label for each, for listings.
+macro_rules! labelled_counters {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident => $label:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Default)]
+        pub struct $name {
+            $($(#[$fdoc])* pub $field: Counter,)*
+        }
+
+        impl $name {
+            /// `(label, count)` for every counter, in declaration order.
+            pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+                [$(($label, &self.$field),)*].into_iter().map(|(l, c)| (l, c.get()))
+            }
+        }
+    };
+}
+
+labelled_counters!(
+    /// Per forwarding mode: packets sent each way, and the mode-specific work
+    /// (encapsulation, client-address carriers, ICMP, fragments).
+    ModeCounters {
+        /// DR packets sent to real servers.
+        dr_to_server => "dr_to_server",
+        /// IPIP-encapsulated packets sent to real servers.
+        tun_ipip_to_server => "tun_ipip_to_server",
+        /// GUE-encapsulated packets sent to real servers.
+        tun_gue_to_server => "tun_gue_to_server",
+        /// NAT packets sent to real servers.
+        nat_to_server => "nat_to_server",
+        /// NAT replies sent to clients.
+        nat_to_client => "nat_to_client",
+        /// FullNAT packets sent to real servers.
+        fullnat_to_server => "fullnat_to_server",
+        /// FullNAT replies sent to clients.
+        fullnat_to_client => "fullnat_to_client",
+        /// SYNs whose MSS was clamped for a tunnel.
+        tun_mss_clamped => "tun_mss_clamped",
+        /// ICMP fragmentation-needed sent for DF packets too big once encapsulated.
+        icmp_frag_needed_sent => "icmp_frag_needed_sent",
+        /// TOA options inserted.
+        toa_inserted => "toa_inserted",
+        /// TOA options the client sent, blanked out.
+        toa_stripped => "toa_stripped",
+        /// Segments that had no room for the TOA (no option space or over MTU).
+        toa_no_room => "toa_no_room",
+        /// Connections that never got a TOA because no segment had room.
+        toa_given_up => "toa_given_up",
+        /// PROXY protocol headers inserted (retransmissions included).
+        proxy_inserted => "proxy_inserted",
+        /// Segments whose sequence or acknowledgement number was shifted for a
+        /// PROXY header.
+        proxy_seq_adjusted => "proxy_seq_adjusted",
+        /// MSS options lowered in SYN-ACKs to leave room for a carrier.
+        mss_lowered => "mss_lowered",
+        /// ICMP errors translated and sent to the client.
+        icmp_to_client => "icmp_to_client",
+        /// ICMP errors translated and sent to the real server.
+        icmp_to_server => "icmp_to_server",
+        /// First fragments forwarded (and learned in the fragment map).
+        frag_first => "frag_first",
+        /// Non-first fragments forwarded through the fragment map.
+        frag_forwarded => "frag_forwarded",
+        /// Fragment-map entries overwritten while still live (map too small).
+        frag_evicted => "frag_evicted",
+    }
+);
 
 #[cfg(test)]
 mod tests {

@@ -13,12 +13,14 @@ use crate::conn::{next_state, Conn, ConnTable, Direction, InsertError, Side, Tcp
 use crate::flow::FlowKey;
 use crate::frame::Frame;
 use crate::ids::{PortId, WorkerId};
+use crate::laddr::port_owner;
 use crate::laddr::LocalPortPool;
 use crate::neigh::NeighTable;
 use crate::route::NextHop;
 use crate::service::{DestWorkerCounters, ForwardMode};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{LocalKind, Snapshot};
 use crate::stats::{DropReason, WorkerCounters};
+use crate::steer::{NeighUpdate, Peers};
 use crate::time::Instant;
 use crate::wire::arp::{self, ArpPacket};
 use crate::wire::ethernet::{self, EthernetFrame};
@@ -29,6 +31,8 @@ use crate::wire::udp::UdpDatagram;
 use crate::wire::MacAddr;
 use crate::xmit;
 
+mod modes;
+
 /// What the caller does with a frame after [`Worker::process`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -38,6 +42,10 @@ pub enum Verdict {
     Consumed,
     /// Drop the frame; the reason has been counted.
     Drop(DropReason),
+    /// The frame belongs to a connection of another worker: hand it over (on the
+    /// SPSC ring to that worker), which processes it with
+    /// [`Worker::process_redirected`].
+    Redirect(WorkerId),
 }
 
 /// Expiry work per [`Worker::poll`]: enough to keep up with a million connections
@@ -62,6 +70,8 @@ pub struct WorkerSetup {
     pub conn_capacity: usize,
     /// Seed for the connection hash (random per process).
     pub seed: u64,
+    /// What all workers of the director share.
+    pub peers: Arc<Peers>,
 }
 
 /// One forwarding worker's state.
@@ -75,6 +85,8 @@ pub struct Worker {
     neigh: NeighTable,
     pending_arp: VecDeque<(PortId, Ipv4Addr)>,
     counters: Arc<WorkerCounters>,
+    peers: Arc<Peers>,
+    frags: crate::frag::FragTable,
 }
 
 /// A connection as listed by [`Worker::list_connections`].
@@ -86,6 +98,13 @@ pub struct ListedConn {
     pub remaining: std::time::Duration,
     /// The worker that owns it.
     pub worker: WorkerId,
+}
+
+/// Where a frame came from: a port, or another worker that handed it over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    Port,
+    Peer,
 }
 
 /// Parsed facts about a TCP/UDP packet that the forwarding path needs.
@@ -112,6 +131,8 @@ impl Worker {
             neigh,
             pending_arp: VecDeque::with_capacity(PENDING_ARP),
             counters: Arc::new(WorkerCounters::default()),
+            peers: setup.peers,
+            frags: crate::frag::FragTable::new(setup.seed),
         };
         worker.resolve_next_hops(now);
         worker
@@ -210,7 +231,33 @@ impl Worker {
     pub fn process(&mut self, now: Instant, port: PortId, frame: &mut Frame<'_>) -> Verdict {
         self.counters.rx_packets.inc();
         self.counters.rx_bytes.add(frame.len() as u64);
-        match self.dispatch(now, port, frame) {
+        self.handle(now, port, frame, Origin::Port)
+    }
+
+    /// Handles a frame another worker received on `port` and handed over because
+    /// this worker owns its connection. It is never handed on again.
+    pub fn process_redirected(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        frame: &mut Frame<'_>,
+    ) -> Verdict {
+        self.counters.redirects_in.inc();
+        self.handle(now, port, frame, Origin::Peer)
+    }
+
+    fn handle(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        frame: &mut Frame<'_>,
+        origin: Origin,
+    ) -> Verdict {
+        match self.dispatch(now, port, frame, origin) {
+            Ok(Verdict::Redirect(owner)) => {
+                self.counters.redirects_out.inc();
+                Verdict::Redirect(owner)
+            }
             Ok(verdict) => verdict,
             Err(reason) => {
                 self.counters.drops.inc(reason);
@@ -219,8 +266,12 @@ impl Worker {
         }
     }
 
-    /// Timer work: expires due connections, at most [`EXPIRE_BUDGET`] per call.
+    /// Timer work: expires due connections, at most [`EXPIRE_BUDGET`] per call;
+    /// and takes in neighbours other workers learned.
     pub fn poll(&mut self, now: Instant) {
+        while let Some(u) = self.peers.next_neighbour(self.id) {
+            self.neigh.learn(u.ip, u.mac, u.port, now);
+        }
         let Worker {
             id,
             snapshot,
@@ -268,13 +319,14 @@ impl Worker {
         now: Instant,
         port: PortId,
         frame: &mut Frame<'_>,
+        origin: Origin,
     ) -> Result<Verdict, DropReason> {
         let ethertype = EthernetFrame::new_checked(frame.data())
             .map_err(|_| DropReason::Malformed)?
             .ethertype();
         match ethertype {
             ethernet::ETHERTYPE_ARP => self.on_arp(now, port, frame),
-            ethernet::ETHERTYPE_IPV4 => self.on_ipv4(now, port, frame),
+            ethernet::ETHERTYPE_IPV4 => self.on_ipv4(now, port, frame, origin),
             _ => Err(DropReason::UnsupportedEthertype),
         }
     }
@@ -296,6 +348,14 @@ impl Worker {
         let ours = self.snapshot.local_kind(IpAddr::V4(target_ip)).is_some();
         if (ours || op == arp::OP_REPLY) && !sender_ip.is_unspecified() {
             self.neigh.learn(sender_ip, sender_mac, port, now);
+            self.peers.announce_neighbour(
+                self.id,
+                NeighUpdate {
+                    ip: sender_ip,
+                    mac: sender_mac,
+                    port,
+                },
+            );
         }
         match op {
             arp::OP_REQUEST if ours => {
@@ -324,6 +384,7 @@ impl Worker {
         now: Instant,
         port: PortId,
         frame: &mut Frame<'_>,
+        origin: Origin,
     ) -> Result<Verdict, DropReason> {
         let ip =
             Ipv4Packet::new_checked(&frame.data()[IP_AT..]).map_err(|_| DropReason::Malformed)?;
@@ -331,7 +392,7 @@ impl Worker {
             return Err(DropReason::Malformed);
         }
         if ip.is_fragment() {
-            return Err(DropReason::Fragment);
+            return self.on_fragment(now, frame, origin);
         }
         let (src, dst, proto) = (ip.src(), ip.dst(), ip.protocol());
         let ip_len = ip.total_len();
@@ -346,7 +407,7 @@ impl Worker {
                     UdpDatagram::new_checked(ip.payload()).map_err(|_| DropReason::Malformed)?;
                 (udp.src_port(), udp.dst_port(), 0)
             }
-            PROTO_ICMP => return self.on_icmp(port, frame, dst),
+            PROTO_ICMP => return self.on_icmp(now, port, frame, dst, origin),
             _ => {
                 return Err(match self.snapshot.local_kind(IpAddr::V4(dst)) {
                     Some(_) => DropReason::UnsupportedProtocol,
@@ -371,9 +432,24 @@ impl Worker {
                 &self.counters,
                 &conn,
             );
+        } else if origin == Origin::Port {
+            if let Some(owner) = self.reply_owner(&info.key).filter(|o| *o != self.id) {
+                return Ok(Verdict::Redirect(owner));
+            }
         }
         let idx = self.new_connection(now, &info)?;
         self.forward(now, idx, Side::Client, info, frame)
+    }
+
+    /// The worker that owns the connection of a reply this worker does not know:
+    /// by local port for FullNAT (to a local address), by owner hint for NAT (to
+    /// an address that is not the director's).
+    fn reply_owner(&self, key: &FlowKey) -> Option<WorkerId> {
+        match self.snapshot.local_kind(key.dst) {
+            Some(LocalKind::LocalAddress) => Some(port_owner(key.dport, self.peers.workers())),
+            None => self.peers.owner_of(key),
+            Some(_) => None,
+        }
     }
 
     /// IPVS `conn_reuse_mode`: a new SYN on a connection in TIME_WAIT or CLOSE is a
@@ -427,9 +503,14 @@ impl Worker {
             service: (service.id, service.serial),
             real_server: (dest.id, dest.serial),
             expires: now + snapshot.timeouts.tcp(TcpState::None),
+            xmit: Default::default(),
         };
         match self.conns.insert(conn) {
             Ok(idx) => {
+                if dest.forward == ForwardMode::Nat && self.peers.workers() > 1 {
+                    let conn = self.conns.get(idx);
+                    self.peers.record_owner(&conn.server_key(), self.id);
+                }
                 let dc = dest.counters.worker(self.id);
                 dc.conns.inc();
                 gauge_for(dc, state).inc();
@@ -506,38 +587,32 @@ impl Worker {
                 _ => snapshot.timeouts.udp(),
             };
         let bytes = info.ip_len as u64;
-        let ip = &mut frame.data_mut()[IP_AT..];
-        let target = match side {
-            Side::Client => {
-                count(dc, service.map(|s| s.counters.worker(self.id)), bytes, true);
-                xmit::to_server(conn, ip).map_err(xmit_drop)?;
-                // Every mode delivers to the real server's address: rewritten into
-                // the packet for NAT and FullNAT, only as the next hop for DR.
-                conn.dest.0
-            }
-            Side::Server => {
-                count(
-                    dc,
-                    service.map(|s| s.counters.worker(self.id)),
-                    bytes,
-                    false,
-                );
-                xmit::to_client(conn, ip).map_err(xmit_drop)?;
-                conn.client.0
-            }
-        };
-        let IpAddr::V4(target) = target else {
-            return Err(DropReason::UnsupportedProtocol);
-        };
-        self.route(now, frame, target)
+        count(
+            dc,
+            service.map(|s| s.counters.worker(self.id)),
+            bytes,
+            side == Side::Client,
+        );
+        self.transmit_conn(now, idx, side, frame)
     }
 
     fn on_icmp(
         &mut self,
+        now: Instant,
         port: PortId,
         frame: &mut Frame<'_>,
         dst: Ipv4Addr,
+        origin: Origin,
     ) -> Result<Verdict, DropReason> {
+        let msg_type = Ipv4Packet::new_checked(&frame.data()[IP_AT..])
+            .ok()
+            .and_then(|ip| ip.payload().first().copied())
+            .ok_or(DropReason::Malformed)?;
+        if xmit::icmp::is_error(msg_type) {
+            // Errors about tracked connections, from either side, wherever they
+            // are addressed (a NAT server's go to the client's address).
+            return self.icmp_error(now, frame, origin);
+        }
         if self.snapshot.local_kind(IpAddr::V4(dst)).is_none() {
             return Err(DropReason::NotLocal);
         }
@@ -547,8 +622,7 @@ impl Worker {
         let mut icmp =
             IcmpPacket::new_checked(ip.payload_mut()).map_err(|_| DropReason::Malformed)?;
         if icmp.msg_type() != icmp::TYPE_ECHO_REQUEST || icmp.code() != 0 {
-            // Errors about tracked connections are translated in a later issue.
-            return Err(DropReason::UnsupportedProtocol);
+            return Err(DropReason::IcmpUnsupported);
         }
         if !icmp.verify_checksum() {
             return Err(DropReason::Malformed);
@@ -563,43 +637,6 @@ impl Worker {
         eth.set_src(self.port_macs[port.index()]);
         self.counters.icmp_echo_replies.inc();
         Ok(Verdict::Transmit(port))
-    }
-
-    /// Decrements the TTL, routes to `target` and fills in the MACs.
-    fn route(
-        &mut self,
-        now: Instant,
-        frame: &mut Frame<'_>,
-        target: Ipv4Addr,
-    ) -> Result<Verdict, DropReason> {
-        let hop = self
-            .snapshot
-            .routes
-            .lookup(target)
-            .ok_or(DropReason::NoRoute)?;
-        let mac = self
-            .neighbour_mac(hop, now)
-            .ok_or(DropReason::NeighUnresolved)?;
-        let data = frame.data_mut();
-        let mut ip =
-            Ipv4Packet::new_checked(&mut data[IP_AT..]).map_err(|_| DropReason::Malformed)?;
-        let ttl = ip.ttl();
-        if ttl <= 1 {
-            return Err(DropReason::TtlExceeded);
-        }
-        ip.set_ttl(ttl - 1);
-        let mut eth =
-            EthernetFrame::new_checked(&mut data[..]).map_err(|_| DropReason::Malformed)?;
-        eth.set_dst(mac);
-        eth.set_src(self.port_macs[hop.port.index()]);
-        Ok(Verdict::Transmit(hop.port))
-    }
-}
-
-fn xmit_drop(e: xmit::XmitError) -> DropReason {
-    match e {
-        xmit::XmitError::Malformed => DropReason::Malformed,
-        xmit::XmitError::Unsupported => DropReason::UnsupportedProtocol,
     }
 }
 

@@ -12,6 +12,7 @@ use lb_core::frame::Frame;
 use lb_core::ids::{PortId, WorkerId};
 use lb_core::snapshot::Snapshot;
 use lb_core::stats::DropReason;
+use lb_core::steer::Peers;
 use lb_core::time::Instant;
 use lb_core::wire::arp::{self, ArpPacket};
 use lb_core::wire::ethernet::{self, EthernetFrame};
@@ -67,6 +68,7 @@ fn worker() -> Worker {
         port_macs: DIR_MAC.to_vec(),
         conn_capacity: 1024,
         seed: 7,
+        peers: Arc::new(Peers::new(1, 0)),
     };
     Worker::new(setup, snapshot, secs(0))
 }
@@ -473,6 +475,7 @@ fn worker_with(extra: &str) -> Worker {
         port_macs: DIR_MAC.to_vec(),
         conn_capacity: 1024,
         seed: 7,
+        peers: Arc::new(Peers::new(1, 0)),
     };
     let mut w = Worker::new(setup, snapshot, secs(0));
     resolve_servers(&mut w);
@@ -611,4 +614,106 @@ fn connections_of_a_removed_server_die_or_linger_by_policy() {
         assert_eq!(verdict, Verdict::Drop(DropReason::DestRemoved));
         assert_eq!(w.connections().count(), usize::from(!expire));
     }
+}
+
+/// Two workers sharing one director: replies that land on the wrong worker are
+/// handed to the owner, and neighbours learned by one are known to the other.
+#[test]
+fn replies_reach_the_owning_worker_and_neighbours_are_shared() {
+    let text = CONFIG.replace(
+        "    port: 53\n    protocol: udp\n    scheduler: rr\n",
+        "    port: 53\n    protocol: udp\n    scheduler: rr\n    forward: nat\n",
+    );
+    let config = Config::from_yaml(&text).unwrap();
+    let snapshot = Arc::new(Snapshot::build(&config, None, 2).unwrap());
+    let peers = Arc::new(Peers::new(2, 5));
+    let mut workers: Vec<Worker> = (0..2)
+        .map(|w| {
+            let setup = WorkerSetup {
+                id: WorkerId(w),
+                port_macs: DIR_MAC.to_vec(),
+                conn_capacity: 1024,
+                seed: 7,
+                peers: peers.clone(),
+            };
+            Worker::new(setup, snapshot.clone(), secs(0))
+        })
+        .collect();
+    // Only worker 0 hears the ARP replies; worker 1 learns them from it.
+    resolve_servers(&mut workers[0]);
+    workers[1].poll(secs(0));
+
+    // FullNAT: the SYN arrives at worker 1, which takes a local port it owns.
+    let (verdict, out) = run(
+        &mut workers[1],
+        secs(1),
+        CLIENT,
+        client_segment(40_000, flags::SYN),
+    );
+    assert_eq!(
+        verdict,
+        Verdict::Transmit(SERVER),
+        "worker 1 knows the server's MAC"
+    );
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    let lport = TcpSegment::new_checked(ip.payload()).unwrap().src_port();
+    assert_eq!(lport & 1, 1, "worker 1 owns the odd local ports");
+    let synack = eth(
+        DIR_MAC[1],
+        RS1_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((RS1, 80), (LIP, lport), flags::SYN | flags::ACK, b""),
+    );
+    // The SYN-ACK lands on worker 0, which hands it over.
+    let (verdict, frame) = run(&mut workers[0], secs(1), SERVER, synack);
+    assert_eq!(verdict, Verdict::Redirect(WorkerId(1)));
+    let mut bytes = frame;
+    let len = bytes.len();
+    let verdict =
+        workers[1].process_redirected(secs(1), SERVER, &mut Frame::new(&mut bytes, 0, len));
+    assert_eq!(verdict, Verdict::Transmit(CLIENT));
+    assert_eq!(Ipv4Packet::new_checked(&bytes[14..]).unwrap().src(), VIP);
+    assert_eq!(workers[0].counters().redirects_out.get(), 1);
+    assert_eq!(workers[1].counters().redirects_in.get(), 1);
+
+    // NAT: a UDP flow created by worker 0; the reply, to the client's address,
+    // lands on worker 1, which finds the owner through the hint.
+    let q = eth(
+        DIR_MAC[0],
+        CLIENT_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &udp((CIP, 5000), (VIP, 53), b"q"),
+    );
+    assert_eq!(
+        run(&mut workers[0], secs(1), CLIENT, q).0,
+        Verdict::Transmit(SERVER)
+    );
+    let r = eth(
+        DIR_MAC[1],
+        RS1_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &udp((RS1, 5353), (CIP, 5000), b"r"),
+    );
+    let (verdict, frame) = run(&mut workers[1], secs(1), SERVER, r);
+    assert_eq!(verdict, Verdict::Redirect(WorkerId(0)));
+    let mut bytes = frame;
+    let len = bytes.len();
+    let verdict =
+        workers[0].process_redirected(secs(1), SERVER, &mut Frame::new(&mut bytes, 0, len));
+    assert_eq!(verdict, Verdict::Transmit(CLIENT));
+    let ip = Ipv4Packet::new_checked(&bytes[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst()), (VIP, CIP));
+
+    // A redirected frame that the receiver does not know is dropped, not bounced.
+    let stray = eth(
+        DIR_MAC[1],
+        RS1_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((RS1, 80), (LIP, 1025), flags::ACK, b""),
+    );
+    let mut bytes = stray;
+    let len = bytes.len();
+    let verdict =
+        workers[0].process_redirected(secs(1), SERVER, &mut Frame::new(&mut bytes, 0, len));
+    assert!(matches!(verdict, Verdict::Drop(_)));
 }

@@ -1,32 +1,46 @@
-//! The control thread's socket: one JSON request and one JSON response per line
-//! (see docs/control-protocol.md). The control thread only reads what workers
-//! publish (counters) and publishes snapshots; it never blocks a worker.
+//! The control thread: the Unix control socket (one JSON request and one JSON
+//! response per line, see docs/control-protocol.md), runtime edits and reloads,
+//! statistics (zero baselines and rate estimation) and the Prometheus endpoint.
+//!
+//! The control thread keeps the desired [`Config`] as the source of truth. Every
+//! change (an edit batch from lb-ctl, a reload of the file) is applied to a copy,
+//! validated, built into a new immutable [`Snapshot`] carrying identities and
+//! counters over from the one in force, and published to every worker at once;
+//! only then does the copy become the running configuration. Workers are never
+//! blocked: they pick the snapshot up at their next poll, and the control thread
+//! only reads their counters.
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lb_core::api::{
-    Command, PortView, RealServerView, Request, Response, ServiceView, StatusView, WorkerView,
-    VERSION,
+    Command, ConnView, Edit, PortView, RealServerView, Request, Response, ServiceKey, ServiceView,
+    StatusView, WorkerView, DEFAULT_CONNECTION_LIMIT, VERSION,
 };
 use lb_core::config::Config;
+use lb_core::edit::EditError;
+use lb_core::service::Protocol;
 use lb_core::snapshot::Snapshot;
 use lb_core::wire::MacAddr;
+use lb_core::worker::ListedConn;
 
 use crate::dpdk::Port;
+use crate::metrics::{self, MetricsServer, StatsBook};
 use crate::shared::Shared;
 
-/// Applies the configuration file again: on `lb-ctl reload` and on SIGHUP.
+/// Keeps the running configuration and changes it: edits from lb-ctl, and the
+/// configuration file again on `lb-ctl reload` and SIGHUP.
 #[derive(Debug)]
 pub struct Reloader {
     /// The configuration file.
     pub path: PathBuf,
-    /// The configuration in force.
+    /// The configuration in force (the file plus runtime edits).
     pub current: Config,
     /// Set by SIGHUP.
     pub requested: Arc<AtomicBool>,
@@ -35,9 +49,10 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Reads, validates and publishes the file; on any error nothing changes.
+    /// Reads, validates and publishes the file, which replaces the running
+    /// configuration (runtime edits included); on any error nothing changes.
     /// Settings that shape DPDK resources (EAL, ports, workers, table size, the
-    /// control socket) need a restart and are refused here.
+    /// control section) need a restart and are refused here.
     pub fn reload(&mut self, shared: &Shared) -> Result<u64, String> {
         let text = std::fs::read_to_string(&self.path)
             .map_err(|e| format!("{}: cannot read: {e}", self.path.display()))?;
@@ -59,9 +74,27 @@ impl Reloader {
                 self.path.display()
             ));
         }
+        self.publish(shared, next)
+            .map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
+    /// Applies `edits` to a copy of the running configuration and publishes it:
+    /// all of them, or on the first error none.
+    pub fn apply(&mut self, shared: &Shared, edits: &[Edit]) -> Result<u64, EditError> {
+        let mut next = self.current.clone();
+        next.apply_edits(edits)?;
+        self.publish(shared, next).map_err(|message| EditError {
+            edit: None,
+            message,
+        })
+    }
+
+    /// Builds the snapshot of `next` from the one in force, publishes it and makes
+    /// `next` the running configuration.
+    fn publish(&mut self, shared: &Shared, next: Config) -> Result<u64, String> {
         let previous = shared.published.load();
         let snapshot = Snapshot::build(&next, Some(&previous), previous.workers)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+            .map_err(|e| next.describe_error(&e))?;
         let generation = snapshot.generation;
         shared.published.publish(Arc::new(snapshot));
         self.current = next;
@@ -86,6 +119,12 @@ pub struct ControlSocket {
     listener: UnixListener,
     path: PathBuf,
 }
+
+/// Connections handled per turn of the control loop before it looks at its other
+/// duties (statistics, metrics, SIGHUP).
+const ACCEPTS_PER_TURN: usize = 64;
+/// Nap of an idle control loop: bounds lb-ctl's latency, costs nothing measurable.
+const IDLE_NAP: Duration = Duration::from_millis(2);
 
 impl ControlSocket {
     /// Binds `path` with mode 0600 (root only). The socket is bound under a
@@ -112,30 +151,59 @@ impl ControlSocket {
         })
     }
 
-    /// Serves requests (and SIGHUP reloads) until the director stops.
-    pub fn serve(&self, shared: &Shared, ports: &[PortInfo<'_>], reloader: &mut Reloader) {
+    /// Serves requests, SIGHUP reloads, statistics sampling and the metrics
+    /// endpoint until the director stops.
+    pub fn serve(
+        &self,
+        shared: &Shared,
+        ports: &[PortInfo<'_>],
+        reloader: &mut Reloader,
+        mut metrics: Option<MetricsServer>,
+    ) {
+        let mut control = Control {
+            shared,
+            ports,
+            reloader,
+            book: StatsBook::default(),
+        };
+        control
+            .book
+            .sample(&shared.published.load(), Instant::now());
         while !shared.stopping() {
-            if reloader.requested.swap(false, Ordering::Relaxed) {
-                match reloader.reload(shared) {
+            let mut busy = false;
+            if control.reloader.requested.swap(false, Ordering::Relaxed) {
+                match control.reloader.reload(shared) {
                     Ok(g) => {
                         eprintln!("lb-director: SIGHUP: configuration generation {g} in force")
                     }
                     Err(e) => eprintln!("lb-director: SIGHUP: {e}"),
                 }
             }
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    if let Err(e) = handle(stream, shared, ports, reloader) {
-                        eprintln!("lb-director: control: {e}");
+            let now = Instant::now();
+            if control.book.is_due(now) {
+                control.book.sample(&shared.published.load(), now);
+            }
+            for _ in 0..ACCEPTS_PER_TURN {
+                match self.listener.accept() {
+                    Ok((stream, _)) => {
+                        busy = true;
+                        if let Err(e) = control.handle(stream) {
+                            eprintln!("lb-director: control: {e}");
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        eprintln!("lb-director: control: accept: {e}");
+                        std::thread::sleep(Duration::from_millis(200));
+                        break;
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => {
-                    eprintln!("lb-director: control: accept: {e}");
-                    std::thread::sleep(Duration::from_millis(200));
-                }
+            }
+            if let Some(server) = metrics.as_mut() {
+                busy |= server.poll(|| control.metrics_text());
+            }
+            if !busy {
+                std::thread::sleep(IDLE_NAP);
             }
         }
     }
@@ -147,75 +215,151 @@ impl Drop for ControlSocket {
     }
 }
 
-fn handle(
-    stream: UnixStream,
-    shared: &Shared,
-    ports: &[PortInfo<'_>],
-    reloader: &mut Reloader,
-) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
-    let response = match serde_json::from_str::<Request>(&line) {
-        Err(e) => Response::Error {
-            message: format!("malformed request: {e}"),
-        },
-        Ok(r) if r.version != VERSION => Response::Error {
-            message: format!(
-                "protocol version {} not supported (this director speaks {VERSION})",
-                r.version
-            ),
-        },
-        Ok(r) => answer(r.command, shared, ports, reloader),
-    };
-    let mut text = serde_json::to_string(&response).map_err(std::io::Error::other)?;
-    text.push('\n');
-    (&stream).write_all(text.as_bytes())
+/// What the control loop works with.
+struct Control<'a, 'p> {
+    shared: &'a Shared,
+    ports: &'a [PortInfo<'p>],
+    reloader: &'a mut Reloader,
+    book: StatsBook,
 }
 
-fn answer(
-    command: Command,
-    shared: &Shared,
-    ports: &[PortInfo<'_>],
-    reloader: &mut Reloader,
-) -> Response {
-    match command {
-        Command::Reload => match reloader.reload(shared) {
-            Ok(generation) => Response::Reloaded { generation },
-            Err(message) => Response::Error { message },
-        },
-        Command::ListServices => {
-            let snapshot = shared.published.load();
-            Response::Services {
-                conn_capacity: (shared.conn_capacity * shared.worker_counters.len()) as u64,
-                services: services(&snapshot),
+impl Control<'_, '_> {
+    fn handle(&mut self, stream: UnixStream) -> std::io::Result<()> {
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line)?;
+        let response = match serde_json::from_str::<Request>(&line) {
+            Err(e) => Response::error(format!("malformed request: {e}")),
+            Ok(r) if r.version != VERSION => Response::error(format!(
+                "protocol version {} not supported (this director speaks {VERSION})",
+                r.version
+            )),
+            Ok(r) => self.answer(r.command),
+        };
+        let mut text = serde_json::to_string(&response).map_err(std::io::Error::other)?;
+        text.push('\n');
+        (&stream).write_all(text.as_bytes())
+    }
+
+    fn answer(&mut self, command: Command) -> Response {
+        let shared = self.shared;
+        match command {
+            Command::Reload => match self.reloader.reload(shared) {
+                Ok(generation) => Response::Reloaded { generation },
+                Err(message) => Response::error(message),
+            },
+            Command::Apply { edits } => match self.reloader.apply(shared, &edits) {
+                Ok(generation) => Response::Applied { generation },
+                Err(e) => Response::Error {
+                    message: e.message,
+                    edit: e.edit,
+                },
+            },
+            Command::ListServices => Response::Services {
+                conn_capacity: self.conn_capacity(),
+                services: service_views(&shared.published.load(), Some(&self.book)),
+            },
+            Command::Zero { service } => {
+                let snapshot = shared.published.load();
+                if let Some(key) = service {
+                    if snapshot
+                        .service(key.protocol.number(), key.address, key.port)
+                        .is_none()
+                    {
+                        return Response::error(format!("no service {key}"));
+                    }
+                }
+                self.book.zero(&snapshot, service);
+                Response::Zeroed
             }
+            Command::ListConnections { service, limit } => {
+                let limit = limit.unwrap_or(DEFAULT_CONNECTION_LIMIT);
+                match list_connections(shared, service, limit) {
+                    Ok(connections) => Response::Connections { connections },
+                    Err(message) => Response::error(message),
+                }
+            }
+            Command::GetConfig => Response::Config {
+                config: Box::new(self.reloader.current.clone()),
+            },
+            Command::Status => Response::Status(status_view(shared, self.ports)),
         }
-        Command::Status => Response::Status(StatusView {
-            generation: shared.published.generation(),
-            workers: shared
-                .worker_counters
-                .iter()
-                .enumerate()
-                .map(|(id, c)| WorkerView {
-                    id: id as u16,
-                    rx_packets: c.rx_packets.get(),
-                    rx_bytes: c.rx_bytes.get(),
-                    tx_packets: c.tx_packets.get(),
-                    tx_bytes: c.tx_bytes.get(),
-                    arp_replies: c.arp_replies.get(),
-                    arp_requests: c.arp_requests.get(),
-                    icmp_echo_replies: c.icmp_echo_replies.get(),
-                    conns_created: c.conns_created.get(),
-                    conns_expired: c.conns_expired.get(),
-                    conns_live: c.conns_live.get(),
-                    drops: c.drops.iter().map(|(l, n)| (l.to_owned(), n)).collect(),
-                })
-                .collect(),
-            ports: ports.iter().map(port_view).collect(),
-        }),
+    }
+
+    fn conn_capacity(&self) -> u64 {
+        (self.shared.conn_capacity * self.shared.worker_counters.len()) as u64
+    }
+
+    /// The Prometheus exposition of every counter (raw: `-Z` does not touch them).
+    fn metrics_text(&self) -> String {
+        let status = status_view(self.shared, self.ports);
+        let services = service_views(&self.shared.published.load(), None);
+        metrics::render(&status, &services)
+    }
+}
+
+/// Connections of every worker (ipvsadm `-L -c`), asked of the workers through
+/// their mailboxes: they answer between polls, never in the middle of a burst.
+fn list_connections(
+    shared: &Shared,
+    service: Option<ServiceKey>,
+    limit: u64,
+) -> Result<Vec<ConnView>, String> {
+    let filter = service.map(|k| (k.protocol.number(), k.address, k.port));
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let listed = shared.connections(filter, limit)?;
+    Ok(listed.iter().filter_map(conn_view).collect())
+}
+
+fn conn_view(c: &ListedConn) -> Option<ConnView> {
+    let protocol = Protocol::from_number(c.conn.proto)?;
+    let at = |(addr, port)| SocketAddr::new(addr, port);
+    Some(ConnView {
+        protocol,
+        state: match protocol {
+            Protocol::Tcp => c.conn.state.name().to_owned(),
+            Protocol::Udp => "UDP".to_owned(),
+        },
+        expires_ms: u64::try_from(c.remaining.as_millis()).unwrap_or(u64::MAX),
+        client: at(c.conn.client),
+        virtual_address: at(c.conn.virt),
+        local: at(c.conn.local),
+        destination: at(c.conn.dest),
+        forward: c.conn.forward,
+        worker: c.worker.0,
+    })
+}
+
+/// Director-wide status: every worker's counters and every port's.
+fn status_view(shared: &Shared, ports: &[PortInfo<'_>]) -> StatusView {
+    StatusView {
+        generation: shared.published.generation(),
+        workers: shared
+            .worker_counters
+            .iter()
+            .enumerate()
+            .map(|(id, c)| WorkerView {
+                id: id as u16,
+                rx_packets: c.rx_packets.get(),
+                rx_bytes: c.rx_bytes.get(),
+                tx_packets: c.tx_packets.get(),
+                tx_bytes: c.tx_bytes.get(),
+                arp_replies: c.arp_replies.get(),
+                arp_requests: c.arp_requests.get(),
+                icmp_echo_replies: c.icmp_echo_replies.get(),
+                conns_created: c.conns_created.get(),
+                conns_expired: c.conns_expired.get(),
+                conns_live: c.conns_live.get(),
+                redirects_out: c.redirects_out.get(),
+                redirects_in: c.redirects_in.get(),
+                conn_capacity: shared.conn_capacity as u64,
+                drops: c.drops.iter().map(|(l, n)| (l.to_owned(), n)).collect(),
+                modes: c.modes.iter().map(|(l, n)| (l.to_owned(), n)).collect(),
+            })
+            .collect(),
+        ports: ports.iter().map(port_view).collect(),
     }
 }
 
@@ -233,11 +377,18 @@ fn port_view(p: &PortInfo<'_>) -> PortView {
         rx_errors: stats.ierrors,
         tx_errors: stats.oerrors,
         rx_nombuf: stats.rx_nombuf,
+        xstats: p.port.xstats().unwrap_or_default(),
     }
 }
 
-/// Every service of `snapshot` with summed counters.
-pub fn services(snapshot: &Snapshot) -> Vec<ServiceView> {
+/// Every service of `snapshot` with counters summed over the workers: as listed
+/// (since the last zero, with rates) when `book` is given, raw otherwise.
+pub fn service_views(snapshot: &Snapshot, book: Option<&StatsBook>) -> Vec<ServiceView> {
+    let shown = |serial, totals| match book {
+        Some(b) => b.shown(serial, totals),
+        None => totals,
+    };
+    let rates = |serial| book.map(|b| b.rates(serial)).unwrap_or_default();
     snapshot
         .services()
         .map(|s| ServiceView {
@@ -248,7 +399,8 @@ pub fn services(snapshot: &Snapshot) -> Vec<ServiceView> {
             scheduler_flags: s.scheduler_spec.flags.clone(),
             persistence: (s.persistence_timeout > 0).then_some(s.persistence_timeout),
             persistence_prefix: s.persistence_prefix,
-            stats: s.counters.totals(),
+            stats: shown(s.serial, s.counters.totals()),
+            rates: rates(s.serial),
             real_servers: s
                 .real_servers
                 .iter()
@@ -261,7 +413,8 @@ pub fn services(snapshot: &Snapshot) -> Vec<ServiceView> {
                     lower_threshold: d.lower_threshold,
                     active: d.counters.active(),
                     inactive: d.counters.inactive(),
-                    stats: d.counters.totals(),
+                    stats: shown(d.serial, d.counters.totals()),
+                    rates: rates(d.serial),
                 })
                 .collect(),
         })

@@ -4,5 +4,6 @@
 pub mod clock;
 pub mod control;
 pub mod dpdk;
+pub mod metrics;
 pub mod shared;
 pub mod worker_loop;

@@ -18,10 +18,12 @@ use lb_core::ids::WorkerId;
 use lb_core::snapshot::Snapshot;
 use lb_core::time::Instant;
 use lb_core::wire::MacAddr;
+use lb_core::steer::Peers;
 use lb_core::worker::{Worker, WorkerSetup};
 
 use lb_dataplane::control::{ControlSocket, PortInfo, Reloader};
 use lb_dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig};
+use lb_dataplane::metrics::MetricsServer;
 use lb_dataplane::shared::{Mailboxes, Published, Shared};
 use lb_dataplane::worker_loop::{self, WorkerRun};
 
@@ -101,6 +103,71 @@ fn pool_size(config: &Config) -> u32 {
 }
 
 const POOL_CACHE: u32 = 256;
+/// Steers FullNAT replies in hardware where the port can (rte_flow rules per local
+/// address, validated first) and says which path every port with local addresses
+/// uses; software steering (rings between workers) is always there underneath.
+fn install_steering(config: &Config, ports: &[Port], workers: usize) {
+    if workers < 2 {
+        return;
+    }
+    let mask = lb_core::laddr::owner_mask(workers);
+    for (i, (pc, port)) in config.ports.iter().zip(ports).enumerate() {
+        let lips: Vec<std::net::Ipv4Addr> = config
+            .local_addresses
+            .iter()
+            .filter(|l| config.port_index(&l.port) == Some(i))
+            .filter_map(|l| match l.address {
+                std::net::IpAddr::V4(a) => Some(a),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect();
+        if lips.is_empty() {
+            continue;
+        }
+        let installed: Result<usize, _> = lips
+            .iter()
+            .map(|lip| port.steer_local_ports(*lip, mask, workers as u16))
+            .sum();
+        match installed {
+            Ok(n) => eprintln!(
+                "lb-director: port {}: FullNAT replies steered in hardware (rte_flow, {n} rules)",
+                pc.name
+            ),
+            Err(e) => eprintln!(
+                "lb-director: port {}: no rte_flow steering ({e}); replies reach their worker in software (rings)",
+                pc.name
+            ),
+        }
+    }
+}
+
+/// Slots of each ring between two workers.
+const REDIRECT_RING_SLOTS: u32 = 1024;
+
+/// Producer/consumer ends of one SPSC ring per ordered pair of workers:
+/// `to[w][v]` is how worker `w` hands frames to worker `v`; `from[v]` lists the
+/// rings worker `v` drains.
+#[allow(clippy::type_complexity)]
+fn redirect_rings(
+    workers: usize,
+) -> Result<(Vec<Vec<Option<dpdk::Producer>>>, Vec<Vec<dpdk::Consumer>>), String> {
+    let mut to: Vec<Vec<Option<dpdk::Producer>>> =
+        (0..workers).map(|_| (0..workers).map(|_| None).collect()).collect();
+    let mut from: Vec<Vec<dpdk::Consumer>> = (0..workers).map(|_| Vec::new()).collect();
+    for (w, rings) in to.iter_mut().enumerate() {
+        for (v, ring) in rings.iter_mut().enumerate().filter(|(v, _)| *v != w) {
+            let (producer, consumer) = dpdk::spsc(
+                &format!("lb_redirect_{w}_{v}"),
+                REDIRECT_RING_SLOTS,
+                dpdk::socket_id(),
+            )
+            .map_err(|e| e.to_string())?;
+            *ring = Some(producer);
+            from[v].push(consumer);
+        }
+    }
+    Ok((to, from))
+}
 
 /// The configured EAL arguments, plus a `--file-prefix` unique to this process
 /// when the configuration names none, so that directors (and test runs) on one
@@ -160,6 +227,7 @@ fn run(
         ports.push(port);
     }
 
+    install_steering(config, &ports, workers);
     let snapshot = Arc::new(Snapshot::build(config, None, workers).map_err(|e| e.to_string())?);
     let port_macs: Vec<MacAddr> = ports.iter().map(|p| MacAddr(p.mac())).collect();
     let conn_capacity = config.connections.per_worker as usize;
@@ -168,6 +236,7 @@ fn run(
         .finish();
     let mut cores = Vec::new();
     let mut cores_left = config.workers.cores.iter().copied();
+    let peers = Arc::new(Peers::new(workers, seed.rotate_left(17)));
     let lb_workers: Vec<Worker> = (0..workers)
         .map(|w| {
             cores.push(cores_left.next());
@@ -177,6 +246,7 @@ fn run(
                     port_macs: port_macs.clone(),
                     conn_capacity,
                     seed: seed.wrapping_add(w as u64),
+                    peers: peers.clone(),
                 },
                 snapshot.clone(),
                 Instant(0),
@@ -206,8 +276,22 @@ fn run(
         mailboxes,
     };
     let socket = ControlSocket::bind(std::path::Path::new(&config.control.socket))?;
+    let metrics = config
+        .control
+        .metrics
+        .map(MetricsServer::bind)
+        .transpose()?;
     let idle_sleep = Duration::from_micros(u64::from(config.workers.idle_sleep_us));
 
+    let (mut to_peers, mut from_peers) = redirect_rings(workers)?;
+    let mut port_index = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let id = usize::from(port.id());
+        if port_index.len() <= id {
+            port_index.resize(id + 1, None);
+        }
+        port_index[id] = Some(lb_core::ids::PortId(i as u16));
+    }
     let mut runs = Vec::with_capacity(workers);
     for ((w, worker), inbox) in lb_workers.into_iter().enumerate().zip(inboxes) {
         let rx = ports
@@ -224,6 +308,9 @@ fn run(
             worker,
             rx,
             tx,
+            to_peers: std::mem::take(&mut to_peers[w]),
+            from_peers: std::mem::take(&mut from_peers[w]),
+            port_index: port_index.clone(),
             pool: pool.clone(),
             core: cores[w],
             idle_sleep,
@@ -245,12 +332,15 @@ fn run(
         config.services.len(),
         config.control.socket
     );
+    if let Some(addr) = metrics.as_ref().and_then(|m| m.local_addr().ok()) {
+        eprintln!("lb-director: Prometheus metrics at http://{addr}/metrics");
+    }
     std::thread::scope(|scope| {
         for run in runs {
             let shared = &shared;
             scope.spawn(move || worker_loop::run(run, shared));
         }
-        socket.serve(&shared, &port_info, &mut reloader);
+        socket.serve(&shared, &port_info, &mut reloader, metrics);
     });
     eprintln!("lb-director: stopped");
     Ok(())

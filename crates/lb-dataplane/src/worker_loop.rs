@@ -1,16 +1,19 @@
-//! The poll loop of one forwarding core: RX bursts from every port → `lb-core` →
-//! TX bursts, then timers. No allocation, lock or syscall per packet.
+//! The poll loop of one forwarding core: RX bursts from every port and from the
+//! rings of the other workers → `lb-core` → TX bursts (or the ring to the owning
+//! worker), then timers and mailbox. No allocation, lock or syscall per packet.
 
 use std::time::Duration;
 
+use crossbeam_channel::Receiver;
+use lb_core::frame::Frame;
 use lb_core::ids::PortId;
 use lb_core::stats::{DropReason, WorkerCounters};
+use lb_core::time::Instant;
 use lb_core::worker::{Verdict, Worker};
 
 use crate::clock::Clock;
-use crate::dpdk::{self, Mbuf, MbufArray, Mempool, RxQueue, TxQueue};
+use crate::dpdk::{self, Consumer, Mbuf, MbufArray, Mempool, Producer, RxQueue, TxQueue};
 use crate::shared::{Shared, WorkerRequest};
-use crossbeam_channel::Receiver;
 
 /// Empty polls in a row before an idle worker may sleep (when configured to).
 const IDLE_POLLS_BEFORE_SLEEP: u32 = 1024;
@@ -19,10 +22,16 @@ const IDLE_POLLS_BEFORE_SLEEP: u32 = 1024;
 pub struct WorkerRun<'p> {
     /// The worker's core state.
     pub worker: Worker,
-    /// Its RX queue on every port, by port id.
+    /// Its RX queue on every port, by port index.
     pub rx: Vec<RxQueue<'p>>,
-    /// Its TX queue on every port, by port id.
+    /// Its TX queue on every port, by port index.
     pub tx: Vec<TxQueue<'p>>,
+    /// Rings to every other worker, by worker id (`None` at its own id).
+    pub to_peers: Vec<Option<Producer>>,
+    /// Rings from every other worker.
+    pub from_peers: Vec<Consumer>,
+    /// Port index of each DPDK port id (redirected mbufs carry the DPDK id).
+    pub port_index: Vec<Option<PortId>>,
     /// Pool for frames the worker originates.
     pub pool: Mempool,
     /// Core to pin to.
@@ -43,10 +52,71 @@ impl std::fmt::Debug for WorkerRun<'_> {
     }
 }
 
+/// Frames on their way out of the worker: per-port TX bursts and per-peer
+/// redirect bursts, flushed when full and at the end of every poll.
+struct Outbound<'r, 'p> {
+    tx_queues: &'r mut [TxQueue<'p>],
+    tx: Vec<MbufArray>,
+    peers: &'r mut [Option<Producer>],
+    redirect: Vec<MbufArray>,
+    counters: &'r WorkerCounters,
+}
+
+impl Outbound<'_, '_> {
+    /// Acts on a verdict for `mbuf`: queue it for a port or a peer, or free it.
+    #[inline]
+    fn dispatch(&mut self, mbuf: Mbuf, verdict: Verdict) {
+        match verdict {
+            Verdict::Transmit(port) => {
+                let i = port.index();
+                if self.tx[i].is_full() {
+                    flush_tx(&mut self.tx[i], &mut self.tx_queues[i], self.counters);
+                }
+                push_or_count(&mut self.tx[i], mbuf, self.counters, DropReason::TxFull);
+            }
+            Verdict::Redirect(owner) => {
+                let i = owner.index();
+                if self.redirect[i].is_full() {
+                    flush_redirect(&mut self.redirect[i], &mut self.peers[i], self.counters);
+                }
+                push_or_count(
+                    &mut self.redirect[i],
+                    mbuf,
+                    self.counters,
+                    DropReason::RedirectRingFull,
+                );
+            }
+            // Dropping the mbuf frees it; the core counted the reason.
+            Verdict::Consumed | Verdict::Drop(_) => {}
+        }
+    }
+
+    fn flush(&mut self) {
+        for (pending, queue) in self.tx.iter_mut().zip(self.tx_queues.iter_mut()) {
+            flush_tx(pending, queue, self.counters);
+        }
+        for (pending, ring) in self.redirect.iter_mut().zip(self.peers.iter_mut()) {
+            flush_redirect(pending, ring, self.counters);
+        }
+    }
+}
+
 /// Runs the worker until the director stops.
-pub fn run(mut run: WorkerRun<'_>, shared: &Shared) {
-    let id = run.worker.id();
-    if let Some(core) = run.core {
+pub fn run(run: WorkerRun<'_>, shared: &Shared) {
+    let WorkerRun {
+        mut worker,
+        mut rx,
+        mut tx,
+        mut to_peers,
+        mut from_peers,
+        port_index,
+        pool,
+        core,
+        idle_sleep,
+        inbox,
+    } = run;
+    let id = worker.id();
+    if let Some(core) = core {
         if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
             eprintln!("lb-director: worker {id}: could not pin to core {core}");
         }
@@ -55,62 +125,61 @@ pub fn run(mut run: WorkerRun<'_>, shared: &Shared) {
         eprintln!("lb-director: worker {id}: {e}; mempool caches are bypassed");
     }
     let clock = Clock::start();
-    let counters = run.worker.counters();
+    let counters = worker.counters();
+    let mut out = Outbound {
+        tx: tx.iter().map(|_| MbufArray::new()).collect(),
+        redirect: to_peers.iter().map(|_| MbufArray::new()).collect(),
+        tx_queues: &mut tx,
+        peers: &mut to_peers,
+        counters: &counters,
+    };
     let mut generation = shared.published.generation();
-    let mut rx = MbufArray::new();
-    let mut tx: Vec<MbufArray> = run.tx.iter().map(|_| MbufArray::new()).collect();
+    let mut burst = MbufArray::new();
     let mut idle_polls = 0u32;
     while !shared.stopping() {
         let now = clock.now();
         let published = shared.published.generation();
         if published != generation {
-            run.worker.set_snapshot(shared.published.load(), now);
+            worker.set_snapshot(shared.published.load(), now);
             generation = published;
         }
         let mut received = 0;
-        for (port, queue) in run.rx.iter_mut().enumerate() {
-            received += queue.rx_burst(&mut rx);
-            for mut mbuf in rx.drain() {
-                let verdict = if mbuf.is_contiguous() {
-                    mbuf.with_frame(|frame| run.worker.process(now, PortId(port as u16), frame))
-                } else {
-                    counters.drops.inc(DropReason::Malformed);
-                    Verdict::Drop(DropReason::Malformed)
-                };
-                if let Verdict::Transmit(out) = verdict {
-                    enqueue(
-                        &mut tx[out.index()],
-                        &mut run.tx[out.index()],
-                        mbuf,
-                        &counters,
-                    );
-                }
+        for (port, queue) in rx.iter_mut().enumerate() {
+            received += queue.rx_burst(&mut burst);
+            for mbuf in burst.drain() {
+                let port = PortId(port as u16);
+                process(&mut worker, &mut out, mbuf, |w, f| w.process(now, port, f));
             }
         }
-        while run.worker.has_pending_transmit() {
-            let Some(mut mbuf) = run.pool.alloc() else {
+        for ring in from_peers.iter_mut() {
+            received += ring.dequeue_burst(&mut burst);
+            for mbuf in burst.drain() {
+                let Some(port) = port_index.get(usize::from(mbuf.port())).copied().flatten() else {
+                    counters.drops.inc(DropReason::Malformed);
+                    continue;
+                };
+                process(&mut worker, &mut out, mbuf, |w, f| {
+                    w.process_redirected(now, port, f)
+                });
+            }
+        }
+        while worker.has_pending_transmit() {
+            let Some(mut mbuf) = pool.alloc() else {
                 break;
             };
-            if let Some(out) = mbuf.with_frame(|frame| run.worker.poll_transmit(frame)) {
-                enqueue(
-                    &mut tx[out.index()],
-                    &mut run.tx[out.index()],
-                    mbuf,
-                    &counters,
-                );
+            if let Some(port) = mbuf.with_frame(|frame| worker.poll_transmit(frame)) {
+                out.dispatch(mbuf, Verdict::Transmit(port));
             }
         }
-        for (pending, queue) in tx.iter_mut().zip(run.tx.iter_mut()) {
-            flush(pending, queue, &counters);
+        out.flush();
+        worker.poll(now);
+        if let Ok(request) = inbox.try_recv() {
+            answer(&worker, now, request);
         }
-        run.worker.poll(now);
-        if let Ok(request) = run.inbox.try_recv() {
-            answer(&run.worker, now, request);
-        }
-        if received == 0 && !run.idle_sleep.is_zero() {
+        if received == 0 && !idle_sleep.is_zero() {
             idle_polls += 1;
             if idle_polls >= IDLE_POLLS_BEFORE_SLEEP {
-                std::thread::sleep(run.idle_sleep);
+                std::thread::sleep(idle_sleep);
             }
         } else {
             idle_polls = 0;
@@ -119,7 +188,24 @@ pub fn run(mut run: WorkerRun<'_>, shared: &Shared) {
     dpdk::unregister_thread();
 }
 
-fn answer(worker: &Worker, now: lb_core::time::Instant, request: WorkerRequest) {
+/// Runs one mbuf through the core (multi-segment mbufs are dropped: the core
+/// works on contiguous frames) and dispatches the verdict.
+#[inline]
+fn process(
+    worker: &mut Worker,
+    out: &mut Outbound<'_, '_>,
+    mut mbuf: Mbuf,
+    handle: impl FnOnce(&mut Worker, &mut Frame<'_>) -> Verdict,
+) {
+    if !mbuf.is_contiguous() {
+        out.counters.drops.inc(DropReason::Malformed);
+        return;
+    }
+    let verdict = mbuf.with_frame(|frame| handle(worker, frame));
+    out.dispatch(mbuf, verdict);
+}
+
+fn answer(worker: &Worker, now: Instant, request: WorkerRequest) {
     match request {
         WorkerRequest::ListConnections {
             service,
@@ -132,23 +218,15 @@ fn answer(worker: &Worker, now: lb_core::time::Instant, request: WorkerRequest) 
     }
 }
 
-fn enqueue(
-    pending: &mut MbufArray,
-    queue: &mut TxQueue<'_>,
-    mbuf: Mbuf,
-    counters: &WorkerCounters,
-) {
-    if pending.is_full() {
-        flush(pending, queue, counters);
-    }
-    // After a flush the array is empty, so the push cannot fail; if it somehow
-    // did, the returned mbuf is dropped (freed) and counted.
+fn push_or_count(pending: &mut MbufArray, mbuf: Mbuf, counters: &WorkerCounters, reason: DropReason) {
+    // Callers flush a full array first, so this only fails if that flush could
+    // not make room; the returned mbuf is then freed and counted.
     if pending.push(mbuf).is_err() {
-        counters.drops.inc(DropReason::TxFull);
+        counters.drops.inc(reason);
     }
 }
 
-fn flush(pending: &mut MbufArray, queue: &mut TxQueue<'_>, counters: &WorkerCounters) {
+fn flush_tx(pending: &mut MbufArray, queue: &mut TxQueue<'_>, counters: &WorkerCounters) {
     if pending.is_empty() {
         return;
     }
@@ -160,10 +238,23 @@ fn flush(pending: &mut MbufArray, queue: &mut TxQueue<'_>, counters: &WorkerCoun
     }
     let (sent, dropped) = queue.tx_burst(pending);
     counters.tx_packets.add(sent as u64);
-    counters
-        .tx_bytes
-        .add(lengths[..sent].iter().sum::<usize>() as u64);
+    counters.tx_bytes.add(lengths[..sent].iter().sum::<usize>() as u64);
     if dropped > 0 {
         counters.drops.add(DropReason::TxFull, dropped as u64);
+    }
+}
+
+fn flush_redirect(pending: &mut MbufArray, ring: &mut Option<Producer>, counters: &WorkerCounters) {
+    if pending.is_empty() {
+        return;
+    }
+    if let Some(ring) = ring {
+        ring.enqueue_burst(pending);
+    }
+    // Whatever the ring did not take is freed and counted.
+    let left = pending.len();
+    if left > 0 {
+        counters.drops.add(DropReason::RedirectRingFull, left as u64);
+        pending.clear();
     }
 }

@@ -343,6 +343,7 @@ pub(crate) mod test_support {
             forward: ForwardMode::FullNat,
             upper_threshold,
             lower_threshold: 0,
+            tunnel: Default::default(),
             counters: Arc::new(DestCounters::new(1)),
         })
     }

@@ -80,6 +80,16 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     /// Time to live.
+    /// Offset of this fragment's data in the datagram, in bytes.
+    pub fn frag_offset(&self) -> usize {
+        usize::from(get_u16(self.buf.as_ref(), 6) & FRAG_OFFSET_MASK) * 8
+    }
+
+    /// Whether more fragments follow (MF).
+    pub fn more_fragments(&self) -> bool {
+        get_u16(self.buf.as_ref(), 6) & FLAG_MF != 0
+    }
+
     pub fn ttl(&self) -> u8 {
         self.buf.as_ref()[8]
     }

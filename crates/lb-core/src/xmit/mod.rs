@@ -1,19 +1,56 @@
-//! Forwarding rewrites, one module per mode. Each works on the IPv4 packet (the
-//! bytes after Ethernet) of a tracked connection and updates every checksum it
-//! affects incrementally (RFC 1624); none recomputes over the payload.
+//! Forwarding rewrites, one module per mode. Each works on the frame of a tracked
+//! connection (IPv4 after Ethernet) and updates every checksum it affects
+//! incrementally (RFC 1624); none recomputes over the payload, except a PROXY v1
+//! header of odd length, once per connection.
+//!
+//! | mode | client → server | server → client |
+//! |---|---|---|
+//! | DR | nothing (the worker sets the real server's MAC) | not seen |
+//! | TUN | IPIP or GUE encapsulation ([`tun`]) | not seen |
+//! | NAT | destination → RIP:rport | source → VIP:vport |
+//! | FullNAT | source → LIP:lport, destination → RIP:rport, TOA or PROXY ([`toa`], [`proxy`]) | source → VIP:vport, destination → CIP:cport, MSS and ack/SACK fixes |
 
 pub mod dr;
 pub mod fullnat;
+pub mod icmp;
 pub mod nat;
+pub mod proxy;
+pub mod tcpopt;
+pub mod toa;
+pub mod tun;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::conn::Conn;
 use crate::csum::Delta;
-use crate::service::ForwardMode;
+use crate::frame::Frame;
+use crate::service::{Carrier, ForwardMode, TunnelSpec, TunnelType};
+use crate::stats::ModeCounters;
+use crate::wire::ethernet;
 use crate::wire::ipv4::{Ipv4Packet, PROTO_TCP, PROTO_UDP};
 use crate::wire::{get_u16, set_u16, WireError};
+
+/// Offset of the IPv4 header in a frame (after Ethernet).
+pub const IP_AT: usize = ethernet::HEADER_LEN;
+
+/// Bits of [`crate::conn::XmitState::flags`].
+pub mod carrier {
+    /// The state was set up from the service on the client's SYN.
+    pub const INIT: u8 = 1;
+    /// The connection carries the client address as a TOA.
+    pub const TOA: u8 = 2;
+    /// The TOA has not been inserted yet.
+    pub const TOA_PENDING: u8 = 4;
+    /// The connection carries a PROXY v1 header.
+    pub const PROXY_V1: u8 = 8;
+    /// The connection carries a PROXY v2 header.
+    pub const PROXY_V2: u8 = 16;
+    /// The PROXY header went out: sequence numbers are shifted from now on.
+    pub const PROXY_SENT: u8 = 32;
+    /// Either PROXY version.
+    pub const PROXY: u8 = PROXY_V1 | PROXY_V2;
+}
 
 /// Why a packet could not be rewritten.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +59,16 @@ pub enum XmitError {
     Malformed,
     /// The forwarding mode or address family is not implemented yet.
     Unsupported,
+    /// The buffer has no head- or tailroom for what must be inserted.
+    NoRoom,
+    /// The packet would exceed the egress MTU; `mtu` is what the sender may use.
+    /// With `df` the worker answers ICMP fragmentation-needed, else it drops.
+    TooBig {
+        /// The MTU left for the original packet.
+        mtu: u16,
+        /// Whether the original packet had DF set.
+        df: bool,
+    },
 }
 
 impl fmt::Display for XmitError {
@@ -29,6 +76,8 @@ impl fmt::Display for XmitError {
         match self {
             XmitError::Malformed => f.write_str("malformed packet"),
             XmitError::Unsupported => f.write_str("unsupported forwarding"),
+            XmitError::NoRoom => f.write_str("no room in the buffer"),
+            XmitError::TooBig { mtu, .. } => write!(f, "too big (mtu {mtu})"),
         }
     }
 }
@@ -41,24 +90,136 @@ impl From<WireError> for XmitError {
     }
 }
 
+/// What a rewrite needs to know besides the connection: the service's and real
+/// server's settings and the egress the packet leaves by.
+#[derive(Clone, Copy, Debug)]
+pub struct Path<'a> {
+    /// The service's client-address carrier (FullNAT TCP).
+    pub carrier: Carrier,
+    /// Clamp the MSS of SYNs to tunnelled servers.
+    pub tun_mss_clamp: bool,
+    /// The real server's tunnel encapsulation.
+    pub tunnel: TunnelSpec,
+    /// The director's address on the egress port (outer source of tunnels).
+    pub src: Ipv4Addr,
+    /// The egress port's MTU.
+    pub mtu: usize,
+    /// Where to count what was done.
+    pub counters: &'a ModeCounters,
+}
+
 /// Rewrites a client → server packet of `conn` for its forwarding mode.
-pub fn to_server(conn: &Conn, ip: &mut [u8]) -> Result<(), XmitError> {
+pub fn to_server(conn: &mut Conn, frame: &mut Frame<'_>, path: &Path<'_>) -> Result<(), XmitError> {
+    let c = path.counters;
     match conn.forward {
-        ForwardMode::FullNat => fullnat::to_server(conn, ip),
-        ForwardMode::Nat => nat::to_server(conn, ip),
-        ForwardMode::Dr => dr::to_server(conn, ip),
-        ForwardMode::Tunnel => Err(XmitError::Unsupported),
+        ForwardMode::FullNat => {
+            fullnat::to_server(conn, frame, path)?;
+            c.fullnat_to_server.inc();
+        }
+        ForwardMode::Nat => {
+            nat::to_server(conn, ip_mut(frame)?)?;
+            c.nat_to_server.inc();
+        }
+        ForwardMode::Dr => {
+            dr::to_server(conn, ip_mut(frame)?)?;
+            c.dr_to_server.inc();
+        }
+        ForwardMode::Tunnel => {
+            if path.tun_mss_clamp && conn.proto == PROTO_TCP {
+                let mss = tun::mss_for(path.tunnel, path.mtu);
+                if clamp_syn_mss(ip_mut(frame)?, mss) {
+                    c.tun_mss_clamped.inc();
+                }
+            }
+            let dst = v4(conn.dest)?.0;
+            let entropy = conn.client.1 ^ (v4(conn.client)?.0.to_bits() as u16);
+            tun::encapsulate(frame, path.tunnel, path.src, dst, path.mtu, entropy)?;
+            match path.tunnel.kind {
+                TunnelType::Ipip => c.tun_ipip_to_server.inc(),
+                TunnelType::Gue => c.tun_gue_to_server.inc(),
+            }
+        }
     }
+    Ok(())
 }
 
 /// Rewrites a server → client packet of `conn` for its forwarding mode.
-pub fn to_client(conn: &Conn, ip: &mut [u8]) -> Result<(), XmitError> {
+pub fn to_client(conn: &mut Conn, frame: &mut Frame<'_>, path: &Path<'_>) -> Result<(), XmitError> {
     match conn.forward {
-        ForwardMode::FullNat => fullnat::to_client(conn, ip),
-        ForwardMode::Nat => nat::to_client(conn, ip),
+        ForwardMode::FullNat => {
+            fullnat::to_client(conn, frame, path.counters)?;
+            path.counters.fullnat_to_client.inc();
+        }
+        ForwardMode::Nat => {
+            nat::to_client(conn, ip_mut(frame)?)?;
+            path.counters.nat_to_client.inc();
+        }
         // Replies of DR and TUN connections never pass the director.
-        ForwardMode::Dr | ForwardMode::Tunnel => Err(XmitError::Unsupported),
+        ForwardMode::Dr | ForwardMode::Tunnel => return Err(XmitError::Unsupported),
     }
+    Ok(())
+}
+
+/// Rewrites a non-first fragment of `conn`: addresses only (its transport header
+/// and checksum travel in the first fragment), or the tunnel encapsulation.
+pub fn fragment(
+    conn: &Conn,
+    to_server: bool,
+    frame: &mut Frame<'_>,
+    path: &Path<'_>,
+) -> Result<(), XmitError> {
+    let (src, dst) = match (conn.forward, to_server) {
+        (ForwardMode::FullNat, true) => (Some(v4(conn.local)?.0), Some(v4(conn.dest)?.0)),
+        (ForwardMode::FullNat, false) => (Some(v4(conn.virt)?.0), Some(v4(conn.client)?.0)),
+        (ForwardMode::Nat, true) => (None, Some(v4(conn.dest)?.0)),
+        (ForwardMode::Nat, false) => (Some(v4(conn.virt)?.0), None),
+        (ForwardMode::Dr, true) => (None, None),
+        (ForwardMode::Tunnel, true) => {
+            let dst = v4(conn.dest)?.0;
+            let entropy = conn.client.1 ^ (v4(conn.client)?.0.to_bits() as u16);
+            return tun::encapsulate(frame, path.tunnel, path.src, dst, path.mtu, entropy);
+        }
+        (ForwardMode::Dr | ForwardMode::Tunnel, false) => return Err(XmitError::Unsupported),
+    };
+    let mut ip = Ipv4Packet::new_checked(ip_mut(frame)?)?;
+    if let Some(a) = src {
+        ip.set_src(a);
+    }
+    if let Some(a) = dst {
+        ip.set_dst(a);
+    }
+    Ok(())
+}
+
+/// The IPv4 bytes of a frame.
+pub(crate) fn ip_mut<'f>(frame: &'f mut Frame<'_>) -> Result<&'f mut [u8], XmitError> {
+    frame
+        .data_mut()
+        .get_mut(IP_AT..)
+        .ok_or(XmitError::Malformed)
+}
+
+/// Lowers the MSS option of a TCP SYN to `mss`; whether it changed.
+pub fn clamp_syn_mss(ip: &mut [u8], mss: u16) -> bool {
+    let Ok(mut packet) = Ipv4Packet::new_checked(&mut *ip) else {
+        return false;
+    };
+    if packet.protocol() != PROTO_TCP {
+        return false;
+    }
+    let l4 = packet.payload_mut();
+    if l4.len() < 20
+        || l4[13] & crate::wire::tcp::flags::SYN == 0
+        || tcpopt::header_len(l4) > l4.len()
+    {
+        return false;
+    }
+    let mut d = Delta::default();
+    let changed = tcpopt::edit_mss(l4, &mut d, |m| m.min(mss)).is_some();
+    if changed {
+        tcpopt::apply(l4, d);
+    }
+    changed
 }
 
 /// An IPv4 address and port.
@@ -130,6 +291,26 @@ pub(crate) mod test_support {
 
     use crate::csum;
     use crate::wire::ipv4::{emit_header, Ipv4Packet, Ipv4Repr, PROTO_TCP, PROTO_UDP};
+
+    /// Runs `f` on a frame holding `ip` behind a zeroed Ethernet header, with
+    /// 128 bytes of headroom (as an mbuf) and 256 of tailroom; returns `f`'s result
+    /// and the IPv4 bytes afterwards.
+    pub(crate) fn with_frame<R>(
+        ip: &[u8],
+        f: impl FnOnce(&mut crate::frame::Frame<'_>) -> R,
+    ) -> (R, Vec<u8>) {
+        let mut room = vec![0u8; 128 + 14 + ip.len() + 256];
+        room[128 + 14..128 + 14 + ip.len()].copy_from_slice(ip);
+        let mut frame = crate::frame::Frame::new(&mut room, 128, 14 + ip.len());
+        let r = f(&mut frame);
+        let out = frame.data()[14..].to_vec();
+        (r, out)
+    }
+
+    /// Counters for tests.
+    pub(crate) fn counters() -> &'static crate::stats::ModeCounters {
+        Box::leak(Box::default())
+    }
 
     /// An IPv4 TCP (flags SYN|ACK) or UDP packet with valid checksums.
     pub(crate) fn packet(
@@ -241,3 +422,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fixtures;

@@ -36,6 +36,13 @@ pub enum DpdkError {
         /// `rte_errno` after the call.
         errno: i32,
     },
+    /// `rte_ring_create` failed.
+    RingCreate {
+        /// The ring name asked for.
+        name: String,
+        /// `rte_errno` after the call.
+        errno: i32,
+    },
     /// `rte_eth_dev_get_port_by_name` found no such port.
     PortNotFound {
         /// The device name looked up.
@@ -126,6 +133,11 @@ impl fmt::Display for DpdkError {
                 f,
                 "rte_thread_register failed: {} (rte_errno {errno})",
                 describe(*errno)
+            ),
+            DpdkError::RingCreate { name, errno } => write!(
+                f,
+                "rte_ring_create({name}) failed: {}",
+                io::Error::from_raw_os_error(*errno)
             ),
             DpdkError::MempoolCreate { name, errno } => write!(
                 f,
