@@ -3,6 +3,7 @@
 #
 # Source it (`source lab/lab.sh`) to get the lab_* functions, or run it:
 #   lab/lab.sh up | down | status | servers | counters | install-deps
+#              | rs-mode nat|fullnat|dr|tun [GUE_PORT] | nginx
 #
 #   ${LAB}-client  cli0 10.0.1.2/24, default via 10.0.1.1
 #        |  veth cli0 <-> dcli
@@ -22,6 +23,18 @@
 #   LAB_HTTP_PORT / LAB_UDP_PORT   real-server ports (default 80 / 9000)
 #   LAB_ENDPOINT_IPV6=1  keep IPv6 on the client and rs ends (default: off, so
 #                the kernels send no RS/MLD/DAD noise towards the director)
+#   LAB_ROUTER=1 also build ${LAB}-rt, a kernel router that gives DR and TUN
+#                replies a way back to the client that bypasses the director:
+#
+#   ${LAB}-client  cli1 10.0.3.2/24 (a second link; rp_filter off)
+#        |  veth cli1 <-> rt-cli
+#   ${LAB}-rt      rt-cli 10.0.3.1/24, rt-sw 10.0.2.254/24 (on the switch),
+#                  forwarding on, 10.0.1.0/24 via 10.0.3.2, rp_filter off
+#
+#   The client still reaches the VIP through the director (cli0, default
+#   route); real servers put into DR or TUN mode by `lab_rs_mode` answer from
+#   the VIP via 10.0.2.254, so the director sees only client -> server packets.
+#   `lab_rs_mode nat|fullnat` puts their default route back on the director.
 #
 # All functions are safe under `set -euo pipefail`; they return non-zero on
 # failure instead of exiting (except lab_fail). Sourcing does not change the
@@ -47,7 +60,10 @@ LAB_ENDPOINT_IPV6="${LAB_ENDPOINT_IPV6:-0}"
 	LAB_VIP=10.0.1.100
 	LAB_DIR_SERVER_IP=10.0.2.1
 	LAB_LIP=10.0.2.100
+	LAB_ROUTER_IP=10.0.2.254
+	LAB_CLIENT_IP2=10.0.3.2
 }
+LAB_ROUTER="${LAB_ROUTER:-0}"
 
 # ---------------------------------------------------------------- utilities
 
@@ -92,7 +108,7 @@ lab_namespaces() {
 	local name
 	ip netns list 2>/dev/null | while read -r name _; do
 		case "$name" in
-		"$LAB-client" | "$LAB-dir" | "$LAB-sw") printf '%s\n' "$name" ;;
+		"$LAB-client" | "$LAB-dir" | "$LAB-sw" | "$LAB-rt") printf '%s\n' "$name" ;;
 		"$LAB"-rs*)
 			[[ "${name#"$LAB"-rs}" =~ ^[0-9]+$ ]] && printf '%s\n' "$name"
 			;;
@@ -104,6 +120,7 @@ lab_namespaces() {
 # All roles of the configured topology, in creation order.
 lab_roles() {
 	printf '%s\n' client dir sw
+	[[ "$LAB_ROUTER" == 1 ]] && printf '%s\n' rt
 	lab_rs_list
 }
 
@@ -255,7 +272,157 @@ lab_up() {
 		ip -n "$ns" route add default via "$LAB_DIR_SERVER_IP" dev eth0 || return 1
 		mkdir -p "$(lab_rs_data "$rs")" || return 1
 	done
+	if [[ "$LAB_ROUTER" == 1 ]]; then
+		lab_router_up || return 1
+	fi
 	lab_log "lab '$LAB' is up (state in $LAB_STATE)"
+}
+
+# lab_router_up: the return path for DR and TUN (see LAB_ROUTER above).
+lab_router_up() {
+	local cli rt sw
+	cli="$(lab_ns client)"
+	rt="$(lab_ns rt)"
+	sw="$(lab_ns sw)"
+	_lab_ns_init "$rt" 1 || return 1
+	_lab_veth "$cli" cli1 "$rt" rt-cli || return 1
+	_lab_veth "$rt" rt-sw "$sw" sw-rt || return 1
+	ip -n "$sw" link set sw-rt master br0 || return 1
+	_lab_no_ipv6 "$sw" sw-rt
+	[[ "$LAB_ENDPOINT_IPV6" == 1 ]] || _lab_no_ipv6 "$cli" cli1
+	_lab_offloads_off "$cli" cli1
+	_lab_offloads_off "$rt" rt-cli
+	_lab_offloads_off "$rt" rt-sw
+	_lab_offloads_off "$sw" sw-rt
+	ip netns exec "$rt" sysctl -qw net.ipv4.ip_forward=1 || return 1
+	local ns ifc
+	for ns in "$rt" "$cli"; do
+		for ifc in all default; do
+			ip netns exec "$ns" sysctl -qw "net.ipv4.conf.$ifc.rp_filter=0" || return 1
+		done
+	done
+	ip -n "$cli" addr add "$LAB_CLIENT_IP2/24" dev cli1 || return 1
+	ip -n "$cli" link set cli1 up || return 1
+	ip netns exec "$cli" sysctl -qw net.ipv4.conf.cli1.rp_filter=0 || return 1
+	ip netns exec "$cli" sysctl -qw net.ipv4.conf.cli0.rp_filter=0 || return 1
+	ip -n "$rt" addr add 10.0.3.1/24 dev rt-cli || return 1
+	ip -n "$rt" addr add "$LAB_ROUTER_IP/24" dev rt-sw || return 1
+	ip -n "$rt" link set rt-cli up || return 1
+	ip -n "$rt" link set rt-sw up || return 1
+	ip -n "$sw" link set sw-rt up || return 1
+	ip netns exec "$rt" sysctl -qw net.ipv4.conf.rt-cli.rp_filter=0 || return 1
+	ip netns exec "$rt" sysctl -qw net.ipv4.conf.rt-sw.rp_filter=0 || return 1
+	ip -n "$rt" route add 10.0.1.0/24 via "$LAB_CLIENT_IP2" dev rt-cli || return 1
+	lab_log "router $rt: 10.0.2.254 <-> 10.0.3.1, 10.0.1.0/24 via the client's cli1"
+}
+
+# lab_tap_config CONFIG OUT: a copy of CONFIG whose ports are net_tap devices
+# (dtapc, dtaps) instead of af_packet on dcli/dsrv. af_packet's fanout socket
+# (DPDK sets PACKET_FANOUT_FLAG_DEFRAG) reassembles IP fragments before the
+# director sees them, and truncates the result to framesz: tests of the
+# fragment path use TAP ports, bridged to the veths by lab_tap_attach.
+lab_tap_config() {
+	sed -e 's/net_af_packet0,iface=dcli[^ ]*/net_tap0,iface=dtapc/' \
+		-e 's/net_af_packet1,iface=dsrv[^ ]*/net_tap1,iface=dtaps/' \
+		-e 's/device: net_af_packet0/device: net_tap0/' \
+		-e 's/device: net_af_packet1/device: net_tap1/' "$1" >"$2"
+}
+
+# lab_tap_attach: once a director with lab_tap_config ports runs, bridge its
+# TAP interfaces to the veths (br-cli: dcli + dtapc, br-srv: dsrv + dtaps).
+lab_tap_attach() {
+	local dir i pair br veth tap
+	dir="$(lab_ns dir)"
+	for ((i = 0; i < 50; i++)); do
+		ip -n "$dir" link show dtapc >/dev/null 2>&1 && ip -n "$dir" link show dtaps >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	for pair in br-cli:dcli:dtapc br-srv:dsrv:dtaps; do
+		IFS=: read -r br veth tap <<<"$pair"
+		ip -n "$dir" link show "$br" >/dev/null 2>&1 ||
+			ip -n "$dir" link add "$br" type bridge stp_state 0 forward_delay 0 || return 1
+		_lab_offloads_off "$dir" "$tap"
+		# net_tap gives the kernel side the port's own MAC; a bridge delivers
+		# frames for a port's MAC to itself, so the kernel side takes another.
+		ip -n "$dir" link set "$tap" address "02:00:00:00:fe:$([[ $tap == dtapc ]] && echo 01 || echo 02)" || return 1
+		ip -n "$dir" link set "$veth" master "$br" || return 1
+		ip -n "$dir" link set "$tap" master "$br" || return 1
+		ip -n "$dir" link set "$tap" up || return 1
+		ip -n "$dir" link set "$br" up || return 1
+	done
+}
+
+# lab_tap_detach: remove the bridges (the TAPs go with their director).
+lab_tap_detach() {
+	local dir br
+	dir="$(lab_ns dir)"
+	for br in br-cli br-srv; do
+		ip -n "$dir" link del "$br" 2>/dev/null || true
+	done
+	return 0
+}
+
+# _lab_kill_pidfile FILE: stop the process whose pid FILE holds, if any.
+_lab_kill_pidfile() {
+	local pid
+	[[ -f "$1" ]] || return 0
+	pid="$(cat "$1" 2>/dev/null || true)"
+	rm -f "$1"
+	[[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
+	return 0
+}
+
+# lab_rs_mode MODE [GUE_PORT]: configure every real server for a forwarding
+# mode, the standard way (reference section 8):
+#   nat, fullnat  default route via the director (10.0.2.1); nothing else
+#   dr            VIP/32 on lo, arp_ignore=1, arp_announce=2, rp_filter=0,
+#                 default route via the router (needs LAB_ROUTER=1)
+#   tun           as dr, plus the tunnel endpoint: this kernel has no
+#                 CONFIG_NET_IPIP / CONFIG_NET_FOU, so lab/tun_decap.py stands
+#                 in for tunl0 (IPIP) and `ip fou add port GUE_PORT gue` (GUE,
+#                 when GUE_PORT is given), receiving the inner packets on tun0
+lab_rs_mode() {
+	local mode="$1" gue_port="${2:-0}" rs ns d ifc i
+	for rs in $(lab_rs_list); do
+		ns="$(lab_ns "$rs")"
+		d="$(lab_rs_dir "$rs")"
+		_lab_kill_pidfile "$d/decap.pid"
+		ip -n "$ns" addr del "$LAB_VIP/32" dev lo 2>/dev/null || true
+		ip -n "$ns" route replace default via "$LAB_DIR_SERVER_IP" dev eth0 || return 1
+		case "$mode" in
+		nat | fullnat) continue ;;
+		dr | tun) ;;
+		*)
+			lab_log "lab_rs_mode: unknown mode '$mode'"
+			return 1
+			;;
+		esac
+		ip -n "$ns" addr add "$LAB_VIP/32" dev lo || return 1
+		for ifc in all eth0; do
+			ip netns exec "$ns" sysctl -qw "net.ipv4.conf.$ifc.arp_ignore=1" || return 1
+			ip netns exec "$ns" sysctl -qw "net.ipv4.conf.$ifc.arp_announce=2" || return 1
+		done
+		for ifc in all default eth0 lo; do
+			ip netns exec "$ns" sysctl -qw "net.ipv4.conf.$ifc.rp_filter=0" || return 1
+		done
+		ip -n "$ns" route replace default via "$LAB_ROUTER_IP" dev eth0 || return 1
+		if [[ "$mode" == tun ]]; then
+			rm -f "$d/decap.ready"
+			ip netns exec "$ns" python3 "$LAB_DIR/tun_decap.py" --gue-port "$gue_port" \
+				--ready "$d/decap.ready" </dev/null >"$d/decap.out" 2>&1 &
+			echo "$!" >"$d/decap.pid"
+			for ((i = 0; i < 50; i++)); do
+				[[ -f "$d/decap.ready" ]] && break
+				sleep 0.1
+			done
+			if [[ ! -f "$d/decap.ready" ]]; then
+				lab_log "$rs: tunnel decapsulator did not start"
+				cat "$d/decap.out" >&2 || true
+				return 1
+			fi
+		fi
+	done
+	lab_log "real servers in $mode mode${gue_port:+ (gue port $gue_port)}"
 }
 
 # lab_down: kill everything running in this lab's namespaces and delete
@@ -361,6 +528,68 @@ lab_start_servers() {
 		fi
 	done
 	lab_log "real servers listening on :$LAB_HTTP_PORT/tcp and :$LAB_UDP_PORT/udp"
+}
+
+# lab_start_nginx: nginx (nginx-light) in every rs namespace, with its own
+# config, pid, logs and temp dirs under $LAB_STATE/rsK/nginx, listening with
+# the PROXY protocol on 8080 and 8081:
+#   GET /        "rsK $proxy_protocol_addr $proxy_protocol_port $remote_addr"
+#   GET /file/X  the rs data dir
+#   POST /upload proxied to rs_server.py (which answers the body's sha256)
+# Its access log has "$proxy_protocol_addr $proxy_protocol_port $remote_addr
+# $server_port $request" per request.
+lab_start_nginx() {
+	local rs ns d i
+	for rs in $(lab_rs_list); do
+		ns="$(lab_ns "$rs")"
+		d="$(lab_rs_dir "$rs")/nginx"
+		mkdir -p "$d/tmp" || return 1
+		: >"$d/access.log"
+		cat >"$d/nginx.conf" <<NGINX
+user root;
+worker_processes 1;
+daemon off;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 256; }
+http {
+	client_body_temp_path $d/tmp/body;
+	proxy_temp_path $d/tmp/proxy;
+	fastcgi_temp_path $d/tmp/fastcgi;
+	uwsgi_temp_path $d/tmp/uwsgi;
+	scgi_temp_path $d/tmp/scgi;
+	log_format pp '\$proxy_protocol_addr \$proxy_protocol_port \$remote_addr \$server_port \$request';
+	access_log $d/access.log pp;
+	server {
+		listen 8080 proxy_protocol;
+		listen 8081 proxy_protocol;
+		location = / { return 200 "$rs \$proxy_protocol_addr \$proxy_protocol_port \$remote_addr\n"; }
+		location /file/ { alias $(lab_rs_data "$rs")/; }
+		location /upload {
+			client_max_body_size 64m;
+			proxy_request_buffering off;
+			proxy_http_version 1.1;
+			proxy_pass http://127.0.0.1:$LAB_HTTP_PORT;
+		}
+	}
+}
+NGINX
+		ip netns exec "$ns" nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf" \
+			</dev/null >"$d/out" 2>&1 &
+	done
+	for rs in $(lab_rs_list); do
+		ns="$(lab_ns "$rs")"
+		for ((i = 0; i < 100; i++)); do
+			_lab_listening "$ns" tcp 8080 && _lab_listening "$ns" tcp 8081 && break
+			sleep 0.1
+		done
+		if ((i >= 100)); then
+			lab_log "$rs: nginx not listening"
+			cat "$(lab_rs_dir "$rs")/nginx/out" "$(lab_rs_dir "$rs")/nginx/error.log" >&2 || true
+			return 1
+		fi
+	done
+	lab_log "nginx listening with proxy_protocol on :8080 and :8081"
 }
 
 # lab_truncate_rs_logs: empty every rs access log (servers append).
@@ -488,9 +717,11 @@ _lab_main() {
 	status) lab_status ;;
 	servers) lab_start_servers ;;
 	counters) lab_assert_no_csum_errors ;;
+	rs-mode) lab_rs_mode "${@:2}" ;;
+	nginx) lab_start_nginx ;;
 	install-deps) lab_install_deps "${@:2}" ;;
 	*)
-		echo "usage: $0 up|down|status|servers|counters|install-deps  (env LAB=$LAB LAB_NRS=$LAB_NRS)" >&2
+		echo "usage: $0 up|down|status|servers|counters|install-deps|rs-mode MODE [GUE_PORT]|nginx  (env LAB=$LAB LAB_NRS=$LAB_NRS LAB_ROUTER=$LAB_ROUTER)" >&2
 		return 2
 		;;
 	esac

@@ -175,19 +175,31 @@ class Server(http.server.ThreadingHTTPServer):
         sys.stderr.flush()
 
 
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+
+
 def udp_loop(sock, name, access_log):
+    # Answer from the address each datagram was sent to (IP_PKTINFO), as a UDP
+    # server must when it owns several addresses: a DR or TUN real server gets
+    # requests for the VIP (on lo) and must not answer from its own address.
     prefix = name.encode()
+    space = socket.CMSG_SPACE(12)
     while True:
         try:
-            data, (ip, port) = sock.recvfrom(65535)
+            data, ancillary, _, (ip, port) = sock.recvmsg(65535, space)
         except InterruptedError:
             continue
         except OSError as e:
             sys.stderr.write(f"udp recv: {e}\n")
             continue
         access_log.write(ip, port, "UDP", len(data))
+        cmsgs = []
+        for level, kind, value in ancillary:
+            if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
+                # struct in_pktinfo { int ifindex; in_addr spec_dst; in_addr addr; }
+                cmsgs = [(socket.IPPROTO_IP, IP_PKTINFO, b"\0" * 4 + value[8:12] + b"\0" * 4)]
         try:
-            sock.sendto(prefix + f" {ip}:{port} ".encode() + data, (ip, port))
+            sock.sendmsg([prefix + f" {ip}:{port} ".encode() + data], cmsgs, 0, (ip, port))
         except OSError:
             pass  # e.g. ICMP-induced ECONNREFUSED / unreachable: ignore
 
@@ -210,6 +222,7 @@ def main():
     usock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     usock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     usock.bind((args.bind, args.udp_port))
+    usock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
 
     httpd = Server((args.bind, args.http_port), Handler)
     httpd.rs_name = args.name
