@@ -15,6 +15,7 @@ pub mod frame;
 pub mod ids;
 pub mod laddr;
 pub mod neigh;
+pub mod persist;
 pub mod route;
 pub mod sched;
 pub mod service;

@@ -194,6 +194,8 @@ pub struct WorkerCounters {
     pub conns_expired: Counter,
     /// Connections currently in the worker's table.
     pub conns_live: Gauge,
+    /// ICMP port unreachable sent because no real server was available.
+    pub icmp_unreachable_sent: Counter,
     /// Frames handed to the worker that owns their connection.
     pub redirects_out: Counter,
     /// Frames other workers handed to this one.

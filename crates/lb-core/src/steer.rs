@@ -10,6 +10,8 @@
 //!   its own table looks the hint up and hands the packet to the owner. Hints are
 //!   overwritten, never locked: a collision at worst sends a reply to a worker
 //!   that does not know it, which drops it as it would any unknown packet.
+//! * **Persistence templates** ([`crate::persist`]) map a client to its real
+//!   server for every worker.
 //! * **Neighbours**: a worker that learns a MAC posts it to every other worker's
 //!   inbox (a bounded lock-free queue); workers drain their inbox once per poll.
 
@@ -20,6 +22,7 @@ use crossbeam_queue::ArrayQueue;
 
 use crate::flow::FlowKey;
 use crate::ids::{PortId, WorkerId};
+use crate::persist::Templates;
 use crate::wire::MacAddr;
 
 /// Owner-hint slots (8 bytes each): 8 MiB, ample for millions of NAT flows.
@@ -45,6 +48,8 @@ pub struct Peers {
     seed: u64,
     owner_hints: Box<[AtomicU64]>,
     neigh_inboxes: Box<[ArrayQueue<NeighUpdate>]>,
+    /// Persistence templates.
+    pub templates: Templates,
 }
 
 impl Peers {
@@ -60,6 +65,7 @@ impl Peers {
             neigh_inboxes: (0..workers.max(1))
                 .map(|_| ArrayQueue::new(NEIGH_INBOX))
                 .collect(),
+            templates: Templates::new(seed.rotate_left(23)),
         }
     }
 

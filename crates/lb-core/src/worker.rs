@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::conn::{next_state, Conn, ConnTable, Direction, InsertError, Side, TcpEvent, TcpState};
 use crate::flow::FlowKey;
@@ -16,8 +17,9 @@ use crate::ids::{PortId, WorkerId};
 use crate::laddr::port_owner;
 use crate::laddr::LocalPortPool;
 use crate::neigh::NeighTable;
+use crate::persist::{self, TemplateKey};
 use crate::route::NextHop;
-use crate::service::{DestWorkerCounters, ForwardMode};
+use crate::service::{DestWorkerCounters, ForwardMode, Service};
 use crate::snapshot::{LocalKind, Snapshot};
 use crate::stats::{DropReason, WorkerCounters};
 use crate::steer::{NeighUpdate, Peers};
@@ -95,7 +97,7 @@ pub struct ListedConn {
     /// The connection.
     pub conn: Conn,
     /// Time left before it expires.
-    pub remaining: std::time::Duration,
+    pub remaining: Duration,
     /// The worker that owns it.
     pub worker: WorkerId,
 }
@@ -437,7 +439,11 @@ impl Worker {
                 return Ok(Verdict::Redirect(owner));
             }
         }
-        let idx = self.new_connection(now, &info)?;
+        let idx = match self.new_connection(now, &info) {
+            Ok(idx) => idx,
+            Err(DropReason::NoDest) => return self.reject_no_dest(now, frame),
+            Err(reason) => return Err(reason),
+        };
         self.forward(now, idx, Side::Client, info, frame)
     }
 
@@ -452,6 +458,20 @@ impl Worker {
         }
     }
 
+    /// No real server can take a new connection: as IPVS, tell the client with
+    /// ICMP port unreachable (and count the drop).
+    fn reject_no_dest(
+        &mut self,
+        now: Instant,
+        frame: &mut Frame<'_>,
+    ) -> Result<Verdict, DropReason> {
+        self.counters.drops.inc(DropReason::NoDest);
+        let target = xmit::icmp::unreachable(frame, xmit::icmp::CODE_PORT_UNREACHABLE, 0)
+            .map_err(|_| DropReason::NoDest)?;
+        self.counters.icmp_unreachable_sent.inc();
+        self.route(now, frame, target, false)
+    }
+
     /// IPVS `conn_reuse_mode`: a new SYN on a connection in TIME_WAIT or CLOSE is a
     /// new connection, scheduled afresh.
     fn starts_afresh(&self, idx: u32, side: Side, tcp_flags: u8) -> bool {
@@ -461,6 +481,47 @@ impl Worker {
             && conn.proto == PROTO_TCP
             && tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN
             && matches!(conn.state, TcpState::TimeWait | TcpState::Close)
+    }
+
+    /// The real server (index in the service) for a new connection: the one of the
+    /// client's persistence template if the service is persistent and the template
+    /// is still valid, else the scheduler's pick (recorded as the new template).
+    fn schedule(&self, now: Instant, service: &Service, key: &FlowKey) -> Option<usize> {
+        let template = match (
+            service.persistence_timeout,
+            persist::v4(key.src),
+            persist::v4(key.dst),
+        ) {
+            (0, _, _) | (_, None, _) | (_, _, None) => None,
+            (_, Some(client), Some(vip)) => Some(TemplateKey::new(
+                key.proto,
+                client,
+                service.persistence_prefix,
+                vip,
+                key.dport,
+            )),
+        };
+        let Some(template) = template else {
+            return service.scheduler.pick(self.id, &service.real_servers, key);
+        };
+        let timeout = Duration::from_secs(u64::from(service.persistence_timeout));
+        let templates = &self.peers.templates;
+        let kept = templates.lookup(&template, now).and_then(|id| {
+            let i = service.real_servers.iter().position(|d| d.id == id)?;
+            let dest = &service.real_servers[i];
+            // IPVS invalidates a template whose server left the service, and (with
+            // expire_quiescent_template) one whose server is quiescent.
+            let quiescent = dest.weight == 0 && self.snapshot.policies.expire_quiescent_template;
+            (!quiescent).then_some(i)
+        });
+        let pick = match kept {
+            Some(i) => i,
+            None => service
+                .scheduler
+                .pick(self.id, &service.real_servers, key)?,
+        };
+        templates.store(&template, service.real_servers[pick].id, now, timeout);
+        Some(pick)
     }
 
     fn new_connection(&mut self, now: Instant, info: &L4Info) -> Result<u32, DropReason> {
@@ -477,10 +538,7 @@ impl Worker {
         {
             return Err(DropReason::NoConnection);
         }
-        let pick = service
-            .scheduler
-            .pick(self.id, &service.real_servers, key)
-            .ok_or(DropReason::NoDest)?;
+        let pick = self.schedule(now, service, key).ok_or(DropReason::NoDest)?;
         let dest = &service.real_servers[pick];
         let local = match dest.forward {
             ForwardMode::FullNat => self.local_ports.allocate().ok_or(DropReason::NoLocalPort)?,

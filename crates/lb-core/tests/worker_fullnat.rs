@@ -142,9 +142,14 @@ fn udp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8]) -> Vec<u8> {
 }
 
 /// Runs a frame through the worker; returns the verdict and the frame as sent.
-fn run(w: &mut Worker, now: Instant, port: PortId, mut bytes: Vec<u8>) -> (Verdict, Vec<u8>) {
+/// Head- and tailroom around test frames, as an mbuf has.
+const ROOM: usize = 128;
+
+fn run(w: &mut Worker, now: Instant, port: PortId, bytes: Vec<u8>) -> (Verdict, Vec<u8>) {
     let len = bytes.len();
-    let mut frame = Frame::new(&mut bytes, 0, len);
+    let mut buffer = vec![0u8; ROOM + len + ROOM];
+    buffer[ROOM..ROOM + len].copy_from_slice(&bytes);
+    let mut frame = Frame::new(&mut buffer, ROOM, len);
     let verdict = w.process(now, port, &mut frame);
     let out = frame.data().to_vec();
     (verdict, out)
@@ -158,20 +163,25 @@ fn assert_checksums_valid(frame: &[u8]) {
 }
 
 fn resolve_servers(w: &mut Worker) {
+    resolve_servers_at(w, secs(0));
+}
+
+/// Feeds the worker ARP replies from both servers and the client at `now`.
+fn resolve_servers_at(w: &mut Worker, now: Instant) {
     for (ip, mac) in [(RS1, RS1_MAC), (RS2, RS2_MAC)] {
         let reply = arp_frame(
             arp::OP_REPLY,
             (mac, ip),
             (DIR_MAC[1], Ipv4Addr::new(10, 0, 2, 1)),
         );
-        assert_eq!(run(w, secs(0), SERVER, reply).0, Verdict::Consumed);
+        assert_eq!(run(w, now, SERVER, reply).0, Verdict::Consumed);
     }
     let reply = arp_frame(
         arp::OP_REPLY,
         (CLIENT_MAC, CIP),
         (DIR_MAC[0], Ipv4Addr::new(10, 0, 1, 1)),
     );
-    assert_eq!(run(w, secs(0), CLIENT, reply).0, Verdict::Consumed);
+    assert_eq!(run(w, now, CLIENT, reply).0, Verdict::Consumed);
 }
 
 #[test]
@@ -716,4 +726,76 @@ fn replies_reach_the_owning_worker_and_neighbours_are_shared() {
     let verdict =
         workers[0].process_redirected(secs(1), SERVER, &mut Frame::new(&mut bytes, 0, len));
     assert!(matches!(verdict, Verdict::Drop(_)));
+}
+
+fn snapshot_of(text: &str, workers: usize) -> Arc<Snapshot> {
+    Arc::new(Snapshot::build(&Config::from_yaml(text).unwrap(), None, workers).unwrap())
+}
+
+/// The server a client SYN from `cport` is sent to.
+fn server_for(w: &mut Worker, now: Instant, cport: u16) -> Ipv4Addr {
+    let (verdict, out) = run(w, now, CLIENT, client_segment(cport, flags::SYN));
+    assert_eq!(verdict, Verdict::Transmit(SERVER));
+    Ipv4Packet::new_checked(&out[14..]).unwrap().dst()
+}
+
+#[test]
+fn persistence_keeps_a_client_on_one_server_across_workers_until_it_expires() {
+    let text = CONFIG.replace(
+        "    scheduler: rr\n    real_servers:\n      - { address: 10.0.2.11 }",
+        "    scheduler: rr\n    persistence: 300\n    persistence_prefix: 24\n    real_servers:\n      - { address: 10.0.2.11 }",
+    );
+    let snapshot = snapshot_of(&text, 2);
+    let peers = Arc::new(Peers::new(2, 11));
+    let mut workers: Vec<Worker> = (0..2)
+        .map(|w| {
+            let setup = WorkerSetup {
+                id: WorkerId(w),
+                port_macs: DIR_MAC.to_vec(),
+                conn_capacity: 1024,
+                seed: 7,
+                peers: peers.clone(),
+            };
+            Worker::new(setup, snapshot.clone(), secs(0))
+        })
+        .collect();
+    resolve_servers(&mut workers[0]);
+    workers[1].poll(secs(0));
+    let first = server_for(&mut workers[0], secs(1), 40_000);
+    for cport in 40_001..40_050 {
+        let w = usize::from(cport % 2);
+        assert_eq!(
+            server_for(&mut workers[w], secs(2), cport),
+            first,
+            "port {cport}"
+        );
+    }
+    // 300 s after the last use the template is gone and rr moves on.
+    resolve_servers_at(&mut workers[0], secs(302));
+    let later = server_for(&mut workers[0], secs(303), 41_000);
+    assert_ne!(later, first);
+}
+
+#[test]
+fn no_available_server_answers_icmp_port_unreachable() {
+    let text = CONFIG.replace(
+        "      - { address: 10.0.2.11 }\n      - { address: 10.0.2.12 }",
+        "      - { address: 10.0.2.11, weight: 0 }\n      - { address: 10.0.2.12, weight: 0 }",
+    );
+    let mut w = worker_with("");
+    w.set_snapshot(snapshot_of(&text, 1), secs(0));
+    let syn = client_segment(40_000, flags::SYN);
+    let (verdict, out) = run(&mut w, secs(1), CLIENT, syn.clone());
+    assert_eq!(verdict, Verdict::Transmit(CLIENT));
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst(), ip.protocol()), (VIP, CIP, PROTO_ICMP));
+    assert!(ip.verify_checksum());
+    let icmp = ip.payload();
+    assert_eq!((icmp[0], icmp[1]), (3, 3));
+    assert_eq!(csum::checksum(icmp), 0);
+    // The quoted packet is the client's SYN as sent.
+    assert_eq!(&icmp[8..8 + 28], &syn[14..14 + 28]);
+    assert_eq!(w.counters().drops.get(DropReason::NoDest), 1);
+    assert_eq!(w.counters().icmp_unreachable_sent.get(), 1);
+    assert_eq!(w.connections().count(), 0);
 }

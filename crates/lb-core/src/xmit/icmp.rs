@@ -31,10 +31,20 @@ pub fn is_error(msg_type: u8) -> bool {
     )
 }
 
+/// Code of "port unreachable" under destination unreachable.
+pub const CODE_PORT_UNREACHABLE: u8 = 3;
+
 /// Turns the IPv4 packet in `frame` into ICMP fragmentation-needed (type 3 code 4)
 /// advertising `mtu`, from the packet's destination back to its source, and
 /// returns that source (where the error goes).
 pub fn frag_needed(frame: &mut Frame<'_>, mtu: u16) -> Result<Ipv4Addr, XmitError> {
+    unreachable(frame, CODE_FRAG_NEEDED, mtu)
+}
+
+/// Turns the IPv4 packet in `frame` into ICMP destination unreachable with `code`
+/// (and `mtu` for fragmentation-needed, else 0), from the packet's destination back
+/// to its source, and returns that source (where the error goes).
+pub fn unreachable(frame: &mut Frame<'_>, code: u8, mtu: u16) -> Result<Ipv4Addr, XmitError> {
     let (src, dst, total) = {
         let ip = Ipv4Packet::new_checked(&frame.data()[IP_AT..])?;
         (ip.src(), ip.dst(), ip.total_len())
@@ -59,7 +69,7 @@ pub fn frag_needed(frame: &mut Frame<'_>, mtu: u16) -> Result<Ipv4Addr, XmitErro
     };
     emit_header(ip, &repr)?;
     let icmp = &mut ip[20..28 + quote];
-    icmp[..8].copy_from_slice(&[TYPE_DEST_UNREACHABLE, CODE_FRAG_NEEDED, 0, 0, 0, 0, 0, 0]);
+    icmp[..8].copy_from_slice(&[TYPE_DEST_UNREACHABLE, code, 0, 0, 0, 0, 0, 0]);
     set_u16(icmp, 6, mtu);
     let sum = csum::checksum(icmp);
     set_u16(icmp, 2, sum);
