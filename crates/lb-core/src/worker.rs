@@ -636,7 +636,7 @@ impl Worker {
             }
         }
         let service = snapshot.service_by_id(conn.service.0, conn.service.1);
-        conn.expires = now
+        let expires = now
             + match (conn.proto, conn.state) {
                 (PROTO_TCP, TcpState::Established) => service
                     .and_then(|s| s.established_timeout)
@@ -651,6 +651,7 @@ impl Worker {
             bytes,
             side == Side::Client,
         );
+        self.conns.set_expires(idx, expires);
         self.transmit_conn(now, idx, side, frame)
     }
 

@@ -172,6 +172,20 @@ impl ConnTable {
         &mut self.slab[idx as usize]
     }
 
+    /// Sets when the connection in slot `idx` expires. Traffic usually pushes the
+    /// deadline later, which costs nothing here: the wheel entry fires at the old
+    /// deadline and follows the record then. A deadline moved *earlier* (a state
+    /// with a shorter timeout, such as ESTABLISHED → TIME_WAIT) re-arms the wheel
+    /// entry at once, so the entry never outlives its new timeout.
+    #[inline]
+    pub fn set_expires(&mut self, idx: u32, expires: Instant) {
+        let conn = &mut self.slab[idx as usize];
+        if expires < conn.expires {
+            self.wheel.arm(idx, expires);
+        }
+        conn.expires = expires;
+    }
+
     /// Finds the connection a packet with tuple `key` belongs to.
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<(u32, Side)> {
@@ -407,6 +421,23 @@ mod tests {
             .insert(conn(3, 3, start + Duration::from_secs(9)))
             .unwrap();
         assert!(c == a || c == b);
+    }
+
+    #[test]
+    fn a_shortened_deadline_takes_effect_at_once() {
+        let start = Instant(0);
+        let mut t = ConnTable::new(4, 7, start);
+        let a = t
+            .insert(conn(1, 1, start + Duration::from_secs(1)))
+            .unwrap();
+        // Traffic: a long timeout (lazy), then a short one (re-armed).
+        t.set_expires(a, start + Duration::from_secs(900));
+        t.expire(start + Duration::from_secs(2), usize::MAX, |_| {});
+        assert!(!t.is_empty(), "refreshed to 900 s");
+        t.set_expires(a, start + Duration::from_secs(6));
+        let mut gone = false;
+        t.expire(start + Duration::from_secs(7), usize::MAX, |_| gone = true);
+        assert!(gone, "expired at the shortened deadline, not at 900 s");
     }
 
     #[test]
