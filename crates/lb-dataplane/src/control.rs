@@ -11,7 +11,7 @@
 //! only reads their counters.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -310,7 +310,45 @@ fn list_connections(
     let filter = service.map(|k| (k.protocol.number(), k.address, k.port));
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let listed = shared.connections(filter, limit)?;
-    Ok(listed.iter().filter_map(conn_view).collect())
+    let mut views: Vec<ConnView> = listed.iter().filter_map(conn_view).collect();
+    views.extend(template_views(shared, filter));
+    views.truncate(limit);
+    Ok(views)
+}
+
+/// Persistence templates, listed as IPVS lists them: client port 0, state NONE
+/// (UDP for UDP services), the virtual service and the real server they pin.
+fn template_views(shared: &Shared, filter: Option<(u8, IpAddr, u16)>) -> Vec<ConnView> {
+    let snapshot = shared.published.load();
+    let now = shared.clock.now();
+    let mut views = Vec::new();
+    let persistent = snapshot.services().filter(|s| {
+        s.persistence_timeout > 0
+            && filter.is_none_or(|key| key == (s.protocol.number(), s.vip, s.vport))
+    });
+    for service in persistent {
+        for template in shared.peers.templates.list(service.vport, now) {
+            let Some(dest) = service.real_servers.iter().find(|d| d.id == template.real_server) else {
+                continue;
+            };
+            let client = SocketAddr::new(IpAddr::V4(template.client), 0);
+            views.push(ConnView {
+                protocol: service.protocol,
+                state: match service.protocol {
+                    Protocol::Tcp => "NONE".to_owned(),
+                    Protocol::Udp => "UDP".to_owned(),
+                },
+                expires_ms: u64::try_from(template.remaining.as_millis()).unwrap_or(u64::MAX),
+                client,
+                virtual_address: SocketAddr::new(service.vip, service.vport),
+                local: client,
+                destination: SocketAddr::new(dest.addr, dest.port),
+                forward: dest.forward,
+                worker: 0,
+            });
+        }
+    }
+    views
 }
 
 fn conn_view(c: &ListedConn) -> Option<ConnView> {

@@ -21,6 +21,7 @@ use lb_core::wire::MacAddr;
 use lb_core::steer::Peers;
 use lb_core::worker::{Worker, WorkerSetup};
 
+use lb_dataplane::clock::Clock;
 use lb_dataplane::control::{ControlSocket, PortInfo, Reloader};
 use lb_dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig};
 use lb_dataplane::metrics::MetricsServer;
@@ -274,6 +275,8 @@ fn run(
         conn_capacity,
         stop,
         mailboxes,
+        peers: peers.clone(),
+        clock: Clock::start(),
     };
     let socket = ControlSocket::bind(std::path::Path::new(&config.control.socket))?;
     let metrics = config

@@ -10,7 +10,10 @@ use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender};
 use lb_core::snapshot::Snapshot;
 use lb_core::stats::WorkerCounters;
+use lb_core::steer::Peers;
 use lb_core::worker::ListedConn;
+
+use crate::clock::Clock;
 
 /// The published configuration: an atomically swapped snapshot plus its
 /// generation, which workers compare once per poll (a plain load of a line that is
@@ -95,6 +98,11 @@ pub struct Shared {
     pub stop: Arc<AtomicBool>,
     /// Requests to workers.
     pub mailboxes: Mailboxes,
+    /// What the workers share among themselves (persistence templates, …).
+    pub peers: Arc<Peers>,
+    /// The clock every worker uses, so that shared state with deadlines (the
+    /// persistence templates) means the same instant to all of them.
+    pub clock: Clock,
 }
 
 impl Shared {

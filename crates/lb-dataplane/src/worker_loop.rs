@@ -11,7 +11,6 @@ use lb_core::stats::{DropReason, WorkerCounters};
 use lb_core::time::Instant;
 use lb_core::worker::{Verdict, Worker};
 
-use crate::clock::Clock;
 use crate::dpdk::{self, Consumer, Mbuf, MbufArray, Mempool, Producer, RxQueue, TxQueue};
 use crate::shared::{Shared, WorkerRequest};
 
@@ -124,7 +123,7 @@ pub fn run(run: WorkerRun<'_>, shared: &Shared) {
     if let Err(e) = dpdk::register_thread() {
         eprintln!("lb-director: worker {id}: {e}; mempool caches are bypassed");
     }
-    let clock = Clock::start();
+    let clock = shared.clock;
     let counters = worker.counters();
     let mut out = Outbound {
         tx: tx.iter().map(|_| MbufArray::new()).collect(),
