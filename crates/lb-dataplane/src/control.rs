@@ -328,7 +328,11 @@ fn template_views(shared: &Shared, filter: Option<(u8, IpAddr, u16)>) -> Vec<Con
     });
     for service in persistent {
         for template in shared.peers.templates.list(service.vport, now) {
-            let Some(dest) = service.real_servers.iter().find(|d| d.id == template.real_server) else {
+            let Some(dest) = service
+                .real_servers
+                .iter()
+                .find(|d| d.id == template.real_server)
+            else {
                 continue;
             };
             let client = SocketAddr::new(IpAddr::V4(template.client), 0);

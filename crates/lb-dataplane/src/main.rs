@@ -16,9 +16,9 @@ use clap::Parser;
 use lb_core::config::Config;
 use lb_core::ids::WorkerId;
 use lb_core::snapshot::Snapshot;
+use lb_core::steer::Peers;
 use lb_core::time::Instant;
 use lb_core::wire::MacAddr;
-use lb_core::steer::Peers;
 use lb_core::worker::{Worker, WorkerSetup};
 
 use lb_dataplane::clock::Clock;
@@ -152,8 +152,9 @@ const REDIRECT_RING_SLOTS: u32 = 1024;
 fn redirect_rings(
     workers: usize,
 ) -> Result<(Vec<Vec<Option<dpdk::Producer>>>, Vec<Vec<dpdk::Consumer>>), String> {
-    let mut to: Vec<Vec<Option<dpdk::Producer>>> =
-        (0..workers).map(|_| (0..workers).map(|_| None).collect()).collect();
+    let mut to: Vec<Vec<Option<dpdk::Producer>>> = (0..workers)
+        .map(|_| (0..workers).map(|_| None).collect())
+        .collect();
     let mut from: Vec<Vec<dpdk::Consumer>> = (0..workers).map(|_| Vec::new()).collect();
     for (w, rings) in to.iter_mut().enumerate() {
         for (v, ring) in rings.iter_mut().enumerate().filter(|(v, _)| *v != w) {

@@ -217,7 +217,12 @@ fn answer(worker: &Worker, now: Instant, request: WorkerRequest) {
     }
 }
 
-fn push_or_count(pending: &mut MbufArray, mbuf: Mbuf, counters: &WorkerCounters, reason: DropReason) {
+fn push_or_count(
+    pending: &mut MbufArray,
+    mbuf: Mbuf,
+    counters: &WorkerCounters,
+    reason: DropReason,
+) {
     // Callers flush a full array first, so this only fails if that flush could
     // not make room; the returned mbuf is then freed and counted.
     if pending.push(mbuf).is_err() {
@@ -237,7 +242,9 @@ fn flush_tx(pending: &mut MbufArray, queue: &mut TxQueue<'_>, counters: &WorkerC
     }
     let (sent, dropped) = queue.tx_burst(pending);
     counters.tx_packets.add(sent as u64);
-    counters.tx_bytes.add(lengths[..sent].iter().sum::<usize>() as u64);
+    counters
+        .tx_bytes
+        .add(lengths[..sent].iter().sum::<usize>() as u64);
     if dropped > 0 {
         counters.drops.add(DropReason::TxFull, dropped as u64);
     }
@@ -253,7 +260,9 @@ fn flush_redirect(pending: &mut MbufArray, ring: &mut Option<Producer>, counters
     // Whatever the ring did not take is freed and counted.
     let left = pending.len();
     if left > 0 {
-        counters.drops.add(DropReason::RedirectRingFull, left as u64);
+        counters
+            .drops
+            .add(DropReason::RedirectRingFull, left as u64);
         pending.clear();
     }
 }

@@ -63,14 +63,22 @@ impl Rule {
                 )
             };
         [
-            item(sys::RTE_FLOW_ITEM_TYPE_ETH, std::ptr::null(), std::ptr::null()),
+            item(
+                sys::RTE_FLOW_ITEM_TYPE_ETH,
+                std::ptr::null(),
+                std::ptr::null(),
+            ),
             item(
                 sys::RTE_FLOW_ITEM_TYPE_IPV4,
                 std::ptr::from_ref(&self.ip_spec).cast(),
                 std::ptr::from_ref(&self.ip_mask).cast(),
             ),
             item(l4, spec, mask),
-            item(sys::RTE_FLOW_ITEM_TYPE_END, std::ptr::null(), std::ptr::null()),
+            item(
+                sys::RTE_FLOW_ITEM_TYPE_END,
+                std::ptr::null(),
+                std::ptr::null(),
+            ),
         ]
     }
 
@@ -93,7 +101,12 @@ impl Port {
     /// RX queue `q`, for every queue. Every rule is validated first; if the driver
     /// refuses any, nothing is installed and the error says why (the caller then
     /// relies on software steering). Returns the number of rules installed.
-    pub fn steer_local_ports(&self, lip: Ipv4Addr, mask: u16, queues: u16) -> Result<usize, DpdkError> {
+    pub fn steer_local_ports(
+        &self,
+        lip: Ipv4Addr,
+        mask: u16,
+        queues: u16,
+    ) -> Result<usize, DpdkError> {
         let rules: Vec<Box<Rule>> = (0..queues).map(|q| Rule::new(lip, mask, q)).collect();
         for stage in [Stage::Validate, Stage::Create] {
             for rule in &rules {

@@ -55,8 +55,8 @@
 //! [`Mbuf::with_frame`] lends out the whole buffer for writing.
 
 mod eal;
-mod flow;
 mod error;
+mod flow;
 mod mbuf;
 mod mempool;
 mod port;
@@ -66,5 +66,5 @@ pub use eal::{lcore_id, rdtsc, register_thread, socket_id, tsc_hz, unregister_th
 pub use error::DpdkError;
 pub use mbuf::{Drain, Mbuf, MbufArray, BURST, PKTMBUF_HEADROOM};
 pub use mempool::{Mempool, DEFAULT_DATA_ROOM};
-pub use ring::{spsc, Consumer, Producer};
 pub use port::{port_count, LinkStatus, Port, PortConfig, PortStats, RxQueue, TxQueue};
+pub use ring::{spsc, Consumer, Producer};

@@ -89,7 +89,12 @@ pub fn spsc(name: &str, capacity: u32, socket_id: i32) -> Result<(Producer, Cons
     })?;
     // SAFETY: the EAL runs (EalRef); `cname` outlives the call.
     let ptr = unsafe {
-        sys::rte_ring_create(cname.as_ptr(), capacity, socket_id, RING_F_SP_ENQ | RING_F_SC_DEQ)
+        sys::rte_ring_create(
+            cname.as_ptr(),
+            capacity,
+            socket_id,
+            RING_F_SP_ENQ | RING_F_SC_DEQ,
+        )
     };
     let ptr = NonNull::new(ptr).ok_or_else(|| DpdkError::RingCreate {
         name: name.to_owned(),
