@@ -362,22 +362,37 @@ fn default_weight() -> u32 {
 }
 
 /// Connection-table sizing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionsConfig {
-    /// Connections each worker can hold.
-    #[serde(default = "default_capacity")]
-    pub per_worker: u32,
+    /// Connections each worker can hold; absent = sized from available memory
+    /// (see [`ConnectionsConfig::capacity`]).
+    #[serde(default)]
+    pub per_worker: Option<u32>,
 }
 
-fn default_capacity() -> u32 {
-    1 << 20
-}
+/// Memory budgeted per connection when sizing from available memory: the record
+/// (120 bytes), its two index entries and timer links, with room for the index's
+/// power-of-two rounding.
+pub const BYTES_PER_CONNECTION_BUDGET: u64 = 256;
+/// Share of available memory the connection tables may take when sized
+/// automatically.
+pub const AUTO_MEMORY_SHARE_PERCENT: u64 = 25;
+/// Bounds of an automatically sized table, per worker.
+pub const AUTO_CAPACITY_RANGE: (u64, u64) = (1 << 16, 1 << 24);
 
-impl Default for ConnectionsConfig {
-    fn default() -> Self {
-        ConnectionsConfig {
-            per_worker: default_capacity(),
+impl ConnectionsConfig {
+    /// Connections per worker: the configured number, or a quarter of
+    /// `available_bytes` divided over `workers` at
+    /// [`BYTES_PER_CONNECTION_BUDGET`] each, within [`AUTO_CAPACITY_RANGE`].
+    pub fn capacity(&self, workers: usize, available_bytes: u64) -> usize {
+        match self.per_worker {
+            Some(n) => n as usize,
+            None => {
+                let share = available_bytes / 100 * AUTO_MEMORY_SHARE_PERCENT;
+                let each = share / BYTES_PER_CONNECTION_BUDGET / workers.max(1) as u64;
+                each.clamp(AUTO_CAPACITY_RANGE.0, AUTO_CAPACITY_RANGE.1) as usize
+            }
         }
     }
 }
@@ -505,7 +520,11 @@ impl Config {
                 ));
             }
         }
-        if self.connections.per_worker == 0 || self.connections.per_worker > (1 << 30) {
+        if self
+            .connections
+            .per_worker
+            .is_some_and(|n| n == 0 || n > (1 << 30))
+        {
             return Err(ConfigError::new(
                 "connections.per_worker",
                 "must be between 1 and 2^30",
@@ -832,6 +851,22 @@ services:
         )
         .unwrap();
         assert_eq!(c.services[0].carrier, Carrier::ProxyV2);
+    }
+
+    #[test]
+    fn connection_tables_are_sized_from_memory_unless_configured() {
+        let auto = ConnectionsConfig::default();
+        // 24 GiB available, 2 workers: a quarter at 256 B each, halved.
+        assert_eq!(
+            auto.capacity(2, 24 << 30),
+            ((24u64 << 30) / 100 * 25 / 256 / 2) as usize
+        );
+        assert_eq!(auto.capacity(1, 1 << 20), 1 << 16, "at least 64 Ki");
+        assert_eq!(auto.capacity(1, 1 << 50), 1 << 24, "at most 16 Mi");
+        let fixed = ConnectionsConfig {
+            per_worker: Some(1000),
+        };
+        assert_eq!(fixed.capacity(4, 1 << 40), 1000);
     }
 
     #[test]

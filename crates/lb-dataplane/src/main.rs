@@ -104,6 +104,19 @@ fn pool_size(config: &Config) -> u32 {
 }
 
 const POOL_CACHE: u32 = 256;
+
+/// `MemAvailable` from /proc/meminfo in bytes (0 if unreadable: the automatic
+/// sizing then falls back to its minimum).
+fn memory_available() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
 /// Steers FullNAT replies in hardware where the port can (rte_flow rules per local
 /// address, validated first) and says which path every port with local addresses
 /// uses; software steering (rings between workers) is always there underneath.
@@ -232,7 +245,15 @@ fn run(
     install_steering(config, &ports, workers);
     let snapshot = Arc::new(Snapshot::build(config, None, workers).map_err(|e| e.to_string())?);
     let port_macs: Vec<MacAddr> = ports.iter().map(|p| MacAddr(p.mac())).collect();
-    let conn_capacity = config.connections.per_worker as usize;
+    let conn_capacity = config.connections.capacity(workers, memory_available());
+    eprintln!(
+        "lb-director: connection table: {conn_capacity} connections per worker{}",
+        if config.connections.per_worker.is_none() {
+            " (sized from available memory)"
+        } else {
+            ""
+        }
+    );
     let seed = std::collections::hash_map::RandomState::new()
         .build_hasher()
         .finish();

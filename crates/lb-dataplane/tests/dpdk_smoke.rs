@@ -4,14 +4,13 @@
 //!
 //! `rte_eal_init` runs once per process, so everything is one `#[test]`.
 
-// The binary crate has no library target; compile the module into the test.
-
 use std::path::PathBuf;
 
 use lb_core::frame::ResizeError;
 use lb_dataplane::dpdk::{
-    lcore_id, port_count, rdtsc, register_thread, socket_id, tsc_hz, unregister_thread, DpdkError,
-    Eal, Mbuf, MbufArray, Mempool, Port, PortConfig, BURST, DEFAULT_DATA_ROOM, PKTMBUF_HEADROOM,
+    lcore_id, port_count, rdtsc, register_thread, socket_id, spsc, tsc_hz, unregister_thread,
+    DpdkError, Eal, Mbuf, MbufArray, Mempool, Port, PortConfig, BURST, DEFAULT_DATA_ROOM,
+    PKTMBUF_HEADROOM,
 };
 
 /// Removes the EAL's runtime directory for our file prefix, even on panic.
@@ -24,6 +23,9 @@ impl Drop for RuntimeDirGuard {
 }
 
 /// A 60-byte Ethernet/IPv4-looking frame addressed to `dst`.
+/// Where `test_frame` puts its tag (the last byte of the source MAC).
+const ETH_TAG_AT: usize = 11;
+
 fn test_frame(dst: [u8; 6], tag: u8) -> Vec<u8> {
     let mut f = Vec::with_capacity(60);
     f.extend_from_slice(&dst);
@@ -282,6 +284,9 @@ fn ring_loopback_end_to_end() {
     ));
     port.start().expect("start");
     drop(port);
+
+    ring_hand_off(&pool);
+
     // The vdev port is closed (released) now.
     assert!(Port::by_name("net_ring0").is_err());
     drop(pool);
@@ -291,4 +296,57 @@ fn ring_loopback_end_to_end() {
         Mempool::new("late", 63, 0, DEFAULT_DATA_ROOM, -1).unwrap_err(),
         DpdkError::EalNotRunning
     );
+}
+
+/// The SPSC ring between two workers: frames go in order from one thread to
+/// another, a full ring refuses the rest without losing or duplicating any, and
+/// frames left in a ring are freed when both ends are gone.
+fn ring_hand_off(pool: &Mempool) {
+    let before = pool.in_use();
+    let (mut producer, mut consumer) = spsc("smoke_ring", 64, socket_id()).expect("ring");
+    let sender_pool = pool.clone();
+    let sender = std::thread::spawn(move || {
+        register_thread().expect("register");
+        // 100 frames into a 64-slot ring (63 usable) that nobody reads yet.
+        let mut refused = 0;
+        for tag in 0..100u8 {
+            let mut burst = MbufArray::new();
+            assert!(burst
+                .push(build(&sender_pool, &test_frame([2; 6], tag)))
+                .is_ok());
+            if producer.enqueue_burst(&mut burst) == 0 {
+                refused += 1;
+                burst.clear();
+            }
+        }
+        unregister_thread();
+        (refused, producer)
+    });
+    let (refused, producer) = sender.join().expect("sender thread");
+    assert_eq!(refused, 100 - 63);
+    assert_eq!(
+        pool.in_use(),
+        before + 63,
+        "refused frames went back to the pool"
+    );
+    let mut got = Vec::new();
+    let mut burst = MbufArray::new();
+    while consumer.dequeue_burst(&mut burst) > 0 {
+        for mbuf in burst.drain() {
+            got.push(mbuf.data()[ETH_TAG_AT]);
+        }
+    }
+    assert_eq!(
+        got,
+        (0..63).collect::<Vec<u8>>(),
+        "in order, none lost or doubled"
+    );
+    // Frames still queued when both ends go are freed.
+    let mut burst = MbufArray::new();
+    assert!(burst.push(build(pool, &test_frame([2; 6], 7))).is_ok());
+    let mut producer = producer;
+    assert_eq!(producer.enqueue_burst(&mut burst), 1);
+    drop(producer);
+    drop(consumer);
+    assert_eq!(pool.in_use(), before);
 }
