@@ -175,20 +175,18 @@ impl TrafficTotals {
     }
 }
 
-/// A real server's counters on every worker, one cache line each so that workers
-/// never write the same line. Kept across configuration edits.
+/// Traffic and connection counters on every worker, one cache line each so that
+/// workers never write the same line. Kept across configuration edits.
 #[derive(Debug)]
-pub struct DestCounters {
+pub struct TrafficCells {
     per_worker: Box<[CachePadded<DestWorkerCounters>]>,
-    overloaded: AtomicBool,
 }
 
-impl DestCounters {
+impl TrafficCells {
     /// Counters for `workers` workers.
     pub fn new(workers: usize) -> Self {
-        DestCounters {
+        TrafficCells {
             per_worker: (0..workers).map(|_| CachePadded::default()).collect(),
-            overloaded: AtomicBool::new(false),
         }
     }
 
@@ -222,6 +220,34 @@ impl DestCounters {
             });
         }
         t
+    }
+}
+
+/// Per-service counters on every worker.
+pub type ServiceCounters = TrafficCells;
+
+/// A real server's counters on every worker, plus its overload mark.
+#[derive(Debug)]
+pub struct DestCounters {
+    cells: TrafficCells,
+    overloaded: AtomicBool,
+}
+
+impl std::ops::Deref for DestCounters {
+    type Target = TrafficCells;
+
+    fn deref(&self) -> &TrafficCells {
+        &self.cells
+    }
+}
+
+impl DestCounters {
+    /// Counters for `workers` workers.
+    pub fn new(workers: usize) -> Self {
+        DestCounters {
+            cells: TrafficCells::new(workers),
+            overloaded: AtomicBool::new(false),
+        }
     }
 
     /// Whether the server is marked overloaded by its connection thresholds.
@@ -293,42 +319,6 @@ impl RealServer {
     /// IPVS's overhead: `active * 256 + inactive`, what lc-style schedulers compare.
     pub fn overhead(&self) -> u64 {
         self.counters.active() * 256 + self.counters.inactive()
-    }
-}
-
-/// Per-service counters on every worker.
-#[derive(Debug)]
-pub struct ServiceCounters {
-    per_worker: Box<[CachePadded<DestWorkerCounters>]>,
-}
-
-impl ServiceCounters {
-    /// Counters for `workers` workers.
-    pub fn new(workers: usize) -> Self {
-        ServiceCounters {
-            per_worker: (0..workers).map(|_| CachePadded::default()).collect(),
-        }
-    }
-
-    /// The counters written by `worker`.
-    #[inline]
-    pub fn worker(&self, worker: WorkerId) -> &DestWorkerCounters {
-        &self.per_worker[worker.index()]
-    }
-
-    /// Traffic totals summed over workers.
-    pub fn totals(&self) -> TrafficTotals {
-        let mut t = TrafficTotals::default();
-        for w in self.per_worker.iter() {
-            t.accumulate(&TrafficTotals {
-                conns: w.conns.get(),
-                in_packets: w.in_packets.get(),
-                out_packets: w.out_packets.get(),
-                in_bytes: w.in_bytes.get(),
-                out_bytes: w.out_bytes.get(),
-            });
-        }
-        t
     }
 }
 

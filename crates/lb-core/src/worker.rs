@@ -426,14 +426,7 @@ impl Worker {
             if !self.starts_afresh(idx, side, tcp_flags) {
                 return self.forward(now, idx, side, info, frame);
             }
-            let conn = self.conns.remove(idx);
-            release(
-                self.id,
-                &self.snapshot,
-                &mut self.local_ports,
-                &self.counters,
-                &conn,
-            );
+            self.remove_conn(idx);
         } else if origin == Origin::Port {
             if let Some(owner) = self.reply_owner(&info.key).filter(|o| *o != self.id) {
                 return Ok(Verdict::Redirect(owner));
@@ -445,6 +438,18 @@ impl Worker {
             Err(reason) => return Err(reason),
         };
         self.forward(now, idx, Side::Client, info, frame)
+    }
+
+    /// Removes a connection before it expires, undoing what it holds.
+    fn remove_conn(&mut self, idx: u32) {
+        let conn = self.conns.remove(idx);
+        release(
+            self.id,
+            &self.snapshot,
+            &mut self.local_ports,
+            &self.counters,
+            &conn,
+        );
     }
 
     /// The worker that owns the connection of a reply this worker does not know:
@@ -603,14 +608,7 @@ impl Worker {
             // The real server is gone. With expire_nodest_conn the connection dies
             // now; without, its packets are dropped until it times out.
             if snapshot.policies.expire_nodest_conn {
-                let conn = self.conns.remove(idx);
-                release(
-                    self.id,
-                    &self.snapshot,
-                    &mut self.local_ports,
-                    &self.counters,
-                    &conn,
-                );
+                self.remove_conn(idx);
             }
             return Err(DropReason::DestRemoved);
         };
