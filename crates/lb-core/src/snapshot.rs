@@ -151,6 +151,13 @@ impl Snapshot {
             let scheduler_spec = sc.scheduler_spec();
             let scheduler = sched::build(&scheduler_spec, &dests, workers)
                 .map_err(|e| ConfigError::new(format!("services[{i}].scheduler"), e.to_string()))?;
+            // An edited service keeps its place in the rotation.
+            if let Some(positions) = old_service
+                .filter(|s| s.scheduler_spec.name == scheduler_spec.name)
+                .and_then(|s| s.scheduler.positions())
+            {
+                scheduler.resume(&positions);
+            }
             for d in &dests {
                 place(&mut real_servers, d.id.index(), d.clone());
             }
@@ -316,6 +323,39 @@ services:
 
     fn build(text: &str, previous: Option<&Snapshot>) -> Snapshot {
         Snapshot::build(&Config::from_yaml(text).unwrap(), previous, 2).unwrap()
+    }
+
+    #[test]
+    fn an_edited_service_keeps_its_place_in_the_rotation() {
+        let first = build(CONFIG, None);
+        let vip: IpAddr = "10.0.1.100".parse().unwrap();
+        let flow = crate::flow::FlowKey::v4(
+            6,
+            "10.0.1.2".parse().unwrap(),
+            1,
+            "10.0.1.100".parse().unwrap(),
+            80,
+        );
+        let svc = first.service(6, vip, 80).unwrap();
+        let w = crate::ids::WorkerId(1);
+        assert_eq!(svc.scheduler.pick(w, &svc.real_servers, &flow), Some(0));
+        // A server is added: rr continues with the second server, not the first.
+        let edited = CONFIG.replace(
+            "      - { address: 10.0.2.12, port: 8080 }",
+            "      - { address: 10.0.2.12, port: 8080 }\n      - { address: 10.0.2.13 }",
+        );
+        let second = build(&edited, Some(&first));
+        let svc = second.service(6, vip, 80).unwrap();
+        let picks: Vec<_> = (0..3)
+            .map(|_| svc.scheduler.pick(w, &svc.real_servers, &flow).unwrap())
+            .collect();
+        assert_eq!(picks, [1, 2, 0]);
+        // Worker 0 had not picked yet: it still starts at the first server.
+        assert_eq!(
+            svc.scheduler
+                .pick(crate::ids::WorkerId(0), &svc.real_servers, &flow),
+            Some(0)
+        );
     }
 
     #[test]

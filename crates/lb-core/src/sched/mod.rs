@@ -60,6 +60,19 @@ pub trait Scheduler: Send + Sync + fmt::Debug {
     /// or `None` when no server is available. `dests` is the slice the scheduler
     /// was built for.
     fn pick(&self, worker: WorkerId, dests: &[Arc<RealServer>], flow: &FlowKey) -> Option<usize>;
+
+    /// Each worker's position in its rotation (rr, wrr), so that a scheduler
+    /// rebuilt for an edited service resumes where this one was instead of
+    /// restarting at the first server. `None` for schedulers without one.
+    fn positions(&self) -> Option<Vec<u64>> {
+        None
+    }
+
+    /// Continues from `positions`, taken from the scheduler this one replaces.
+    /// Called off the packet path, before the new scheduler is published.
+    fn resume(&self, positions: &[u64]) {
+        let _ = positions;
+    }
 }
 
 /// A scheduler as configured: its name and flags.
@@ -288,6 +301,22 @@ impl PerWorkerCursor {
     pub(crate) fn set(&self, worker: WorkerId, value: usize) {
         self.cells[worker.index()].store(value, Ordering::Relaxed);
     }
+
+    /// Every worker's cursor (read by the control thread: a slightly stale value
+    /// only shifts where the next rotation starts).
+    pub(crate) fn values(&self) -> Vec<u64> {
+        self.cells
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed) as u64)
+            .collect()
+    }
+
+    /// Sets every worker's cursor from `values`, before the scheduler is published.
+    pub(crate) fn restore(&self, values: &[u64]) {
+        for (cell, &v) in self.cells.iter().zip(values) {
+            cell.store(v as usize, Ordering::Relaxed);
+        }
+    }
 }
 
 /// One 64-bit word of scheduler state per worker, each on its own cache line
@@ -319,6 +348,21 @@ impl PerWorkerWord {
     #[inline]
     pub(crate) fn set(&self, worker: WorkerId, value: u64) {
         self.cells[worker.index()].store(value, Ordering::Relaxed);
+    }
+
+    /// Every worker's word (see [`PerWorkerCursor::values`]).
+    pub(crate) fn values(&self) -> Vec<u64> {
+        self.cells
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Sets every worker's word from `values`, before the scheduler is published.
+    pub(crate) fn restore(&self, values: &[u64]) {
+        for (cell, &v) in self.cells.iter().zip(values) {
+            cell.store(v, Ordering::Relaxed);
+        }
     }
 }
 

@@ -37,6 +37,14 @@ impl Scheduler for RoundRobin {
                 self.last.set(worker, i + 1);
             })
     }
+
+    fn positions(&self) -> Option<Vec<u64>> {
+        Some(self.last.values())
+    }
+
+    fn resume(&self, positions: &[u64]) {
+        self.last.restore(positions);
+    }
 }
 
 #[cfg(test)]

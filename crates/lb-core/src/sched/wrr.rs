@@ -86,6 +86,14 @@ impl Scheduler for WeightedRoundRobin {
         }
         None
     }
+
+    fn positions(&self) -> Option<Vec<u64>> {
+        Some(self.state.values())
+    }
+
+    fn resume(&self, positions: &[u64]) {
+        self.state.restore(positions);
+    }
 }
 
 #[cfg(test)]
