@@ -30,6 +30,8 @@
 #                    connection capacity (0: don't) [131072]
 #   BENCH_PRIO       none | nice: run the DUT and pktgen at nice -10 on a
 #                    shared machine [none]
+#   BENCH_STEER      1: also the multi-core section (redirect micro-benchmark,
+#                    64-byte UDP with 1 and 2 workers; see bench_steer) [0]
 #
 # Sourcing this file (tests/e2e/bench_smoke.sh does) only defines the bench_*
 # functions; each DPDK process gets its own --file-prefix and memif sockets
@@ -387,6 +389,53 @@ bench_profile() {
 	bench_log "profile: $BENCH_OUT/profile.txt"
 }
 
+# The multi-core section (BENCH_STEER=1, off by default; docs/benchmarks.md,
+# "Multi-core: workers and steering"): the redirect micro-benchmark (a reply
+# processed by its owner vs handed over, and the SPSC ring hop; the ring part
+# runs its own EAL --no-huge), then 64-byte UDP through lb-director with
+# 1 and 2 workers (BENCH_STEER_WORKERS, "1 2"), lb-pktgen with as many memif
+# queue pairs per link as the director has workers (--queues; it spreads the
+# flows over them by hash, as RSS would). On a 2-vCPU box the second worker
+# shares a CPU with the generator: see the doc before reading the figures.
+# Results: $BENCH_OUT/steer/*.json (with the director's per-worker counters),
+# $BENCH_OUT/steer.log.
+# BENCH_STEER_MICRO=0 / BENCH_STEER_PKTGEN=0 skip either half.
+bench_steer() {
+	local n cores json
+	rm -rf "$BENCH_OUT/steer"
+	if [[ "${BENCH_STEER_MICRO:-1}" == 1 ]]; then
+		bench_log "micro-benchmark: redirect"
+		cargo bench -q -p bench --bench redirect -- --warm-up-time 0.5 --measurement-time 2
+	fi
+	[[ "${BENCH_STEER_PKTGEN:-1}" == 1 ]] || return 0
+	# Reuse the pktgen part's run directory and hugepages if it ran.
+	if [[ -z "$BENCH_RUN" ]]; then
+		bench_hugepages "$BENCH_HUGEPAGES"
+		bench_init steer
+	fi
+	mkdir -p "$BENCH_OUT/steer"
+	: >"$BENCH_OUT/steer.log"
+	for n in ${BENCH_STEER_WORKERS:-1 2}; do
+		cores="1"
+		((n >= 2)) && cores="1, 0"
+		bench_director_config >/dev/null
+		sed -i -e "s/^  count: .*/  count: $n/" -e "s/^  cores: .*/  cores: [$cores]/" "$BENCH_RUN/director.yaml"
+		bench_start_director || continue
+		json="$BENCH_OUT/steer/director-w$n-udp-64"
+		bench_log "udp-64 and udp-64 echo, $n worker(s)"
+		echo "== $n worker(s), load avg $(cut -d' ' -f1 /proc/loadavg)" >>"$BENCH_OUT/steer.log"
+		# One memif queue pair per worker; lb-pktgen spreads the flows over them.
+		# With --replies the servers' answers are spread by their own tuple, so
+		# (without rte_flow) about (n-1)/n of them reach a worker that redirects.
+		{
+			echo "$json.json --mode throughput --proto udp --size 64 --flows $BENCH_FLOWS --duration $BENCH_DURATION"
+			echo "$json-echo.json --mode throughput --proto udp --size 64 --flows $BENCH_FLOWS --duration $BENCH_DURATION --replies"
+		} >"$BENCH_RUN/steer.cases"
+		bench_pktgen_cases "$BENCH_RUN/steer.cases" --queues "$n" >>"$BENCH_OUT/steer.log" || true
+	done
+	cat "$BENCH_OUT/steer.log"
+}
+
 bench_main() {
 	cd "$BENCH_ROOT"
 	# shellcheck source=scripts/setup.sh
@@ -426,6 +475,7 @@ bench_main() {
 		done
 		[[ "${BENCH_PROFILE:-1}" == 1 ]] && bench_profile
 	fi
+	[[ "${BENCH_STEER:-0}" == 1 ]] && bench_steer
 	local report=(--machine "$machine" --svg-dir "$BENCH_SVG_DIR" --markdown "$BENCH_OUT/results.md")
 	[[ -d "$BENCH_OUT/pktgen" ]] && report+=(--runs "$BENCH_OUT/pktgen")
 	[[ -d target/criterion ]] && report+=(--criterion target/criterion)

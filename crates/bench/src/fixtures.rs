@@ -194,6 +194,98 @@ pub fn established(proto: u8, flows: u64, servers: usize) -> Worker {
     w
 }
 
+/// Workers `0..workers` of one director for `config`, sharing one [`Peers`]
+/// (as the dataplane builds them), each with room for `capacity` connections.
+pub fn workers(config: &Config, workers: usize, capacity: usize) -> Vec<Worker> {
+    let snapshot = Arc::new(Snapshot::build(config, None, workers).expect("snapshot"));
+    let peers = Arc::new(Peers::new(workers, 0x5eed));
+    (0..workers)
+        .map(|w| {
+            let setup = WorkerSetup {
+                id: WorkerId(w as u16),
+                port_macs: DUT_MACS.to_vec(),
+                conn_capacity: capacity,
+                seed: 0x5eed ^ w as u64,
+                peers: peers.clone(),
+            };
+            Worker::new(setup, snapshot.clone(), Instant(0))
+        })
+        .collect()
+}
+
+/// Two workers of one director with `flows` established FullNAT flows of
+/// `proto` spread over them as RSS would (flow `i` on worker `i % 2`), and the
+/// 64-byte server → client reply frame of every flow worker 0 owns (each
+/// addressed to the local address and port worker 0 chose, so its owner is
+/// computable from the port: [`lb_core::laddr::port_owner`]), and their length.
+///
+/// # Panics
+/// If a flow is not forwarded.
+pub fn established_pair(
+    proto: u8,
+    flows: u64,
+    servers: usize,
+) -> (Vec<Worker>, Vec<[u8; 64]>, usize) {
+    assert!(flows <= MAX_FLOWS);
+    let config = config("rr", servers, lips_for(flows));
+    let mut ws = workers(&config, 2, flows as usize);
+    let mut buf = [0u8; 128];
+    let tcp_flags = if proto == PROTO_UDP { 0 } else { flags::SYN };
+    for i in 0..flows as u32 {
+        let len = client_frame(&mut buf, proto, i, tcp_flags);
+        let v = process(&mut ws[i as usize % 2], Instant(1), &mut buf[..len]);
+        assert_eq!(v, Verdict::Transmit(PortId(1)), "flow {i}");
+    }
+    let mut frame_len = 0;
+    let replies = ws[0]
+        .connections()
+        .map(|c| {
+            let ip = |a: std::net::IpAddr| match a {
+                std::net::IpAddr::V4(v4) => v4,
+                std::net::IpAddr::V6(_) => unreachable!("IPv4 fixture"),
+            };
+            let (rs, rs_port) = (ip(c.dest.0), c.dest.1);
+            let (la, lport) = (ip(c.local.0), c.local.1);
+            let h = Headers {
+                dst_mac: DUT_MACS[1],
+                src_mac: pkt::mac_for(rs),
+                src: rs,
+                dst: la,
+                ttl: 64,
+                ident: 1,
+                proto,
+                sport: rs_port,
+                dport: lport,
+                seq: 1,
+                ack: 1,
+                flags: if proto == PROTO_TCP { flags::ACK } else { 0 },
+            };
+            let payload = pkt::payload_for_size(proto, 64).expect("64-byte frame");
+            let mut f = [0u8; 64];
+            let len = pkt::build(&mut f, &h, &[pkt::TAG_MAGIC, 2, 0, 0, 0, 0], payload);
+            assert!(len <= 64);
+            frame_len = len;
+            f
+        })
+        .collect();
+    (ws, replies, frame_len)
+}
+
+/// Runs one frame through `worker` on the server port.
+pub fn process_server(worker: &mut Worker, now: Instant, frame: &mut [u8]) -> Verdict {
+    let len = frame.len();
+    let mut f = Frame::new(frame, 0, len);
+    worker.process(now, PortId(1), &mut f)
+}
+
+/// Runs a frame another worker received on the server port and handed over
+/// through `owner`.
+pub fn process_redirected_server(owner: &mut Worker, now: Instant, frame: &mut [u8]) -> Verdict {
+    let len = frame.len();
+    let mut f = Frame::new(frame, 0, len);
+    owner.process_redirected(now, PortId(1), &mut f)
+}
+
 /// Resident set size of this process in bytes (Linux `/proc/self/statm`).
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -352,6 +444,31 @@ mod tests {
                 let i = s.next() as usize;
                 assert!(!seen[i], "{n}: {i} twice");
                 seen[i] = true;
+            }
+        }
+    }
+
+    #[test]
+    fn replies_reach_their_owner_directly_or_redirected() {
+        for proto in [PROTO_UDP, PROTO_TCP] {
+            let (mut ws, replies, len) = established_pair(proto, 1000, 4);
+            assert_eq!(replies.len(), 500);
+            let (w0, w1) = ws.split_at_mut(1);
+            for r in &replies {
+                let mut f = *r;
+                assert_eq!(
+                    process_server(&mut w0[0], Instant(2), &mut f[..len]),
+                    Verdict::Transmit(PortId(0))
+                );
+                let mut f = *r;
+                assert_eq!(
+                    process_server(&mut w1[0], Instant(2), &mut f[..len]),
+                    Verdict::Redirect(WorkerId(0))
+                );
+                assert_eq!(
+                    process_redirected_server(&mut w0[0], Instant(2), &mut f[..len]),
+                    Verdict::Transmit(PortId(0))
+                );
             }
         }
     }

@@ -91,9 +91,32 @@ impl LinkIo<'_> {
     }
 }
 
-/// Both links of the generator.
+/// The queue of a frame on a link with `queues` queue pairs: a hash of its IPv4
+/// addresses and L4 ports (so every frame of a flow takes one queue, as RSS
+/// would spread them); anything else (ARP) on queue 0. memif has no RSS: the
+/// sender picks the ring.
+fn queue_of(frame: &[u8], queues: usize) -> usize {
+    const ETH: usize = 14;
+    if queues <= 1 || frame.len() < ETH + 24 || frame[12..14] != [0x08, 0x00] {
+        return 0;
+    }
+    let ihl = usize::from(frame[ETH] & 0x0f) * 4;
+    let mut h: u64 = 0;
+    for &b in &frame[ETH + 12..ETH + 20] {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    if frame.len() >= ETH + ihl + 4 {
+        for &b in &frame[ETH + ihl..ETH + ihl + 4] {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    ((h >> 32) as usize) % queues
+}
+
+/// Both links of the generator, each with one or more queue pairs.
 pub struct Io<'p> {
-    links: [LinkIo<'p>; 2],
+    /// `links[link][queue]`.
+    links: [Vec<LinkIo<'p>>; 2],
     pool: Mempool,
     reserve: MbufArray,
     rx: MbufArray,
@@ -107,15 +130,25 @@ impl std::fmt::Debug for Io<'_> {
 }
 
 impl<'p> Io<'p> {
-    /// Queue 0 of each port: `ports[0]` is the client link, `ports[1]` the server link.
-    pub fn new(ports: &'p [Port], pool: &Mempool, burst: usize) -> Result<Io<'p>, String> {
-        let link = |p: &'p Port| -> Result<LinkIo<'p>, String> {
-            Ok(LinkIo {
-                rx: p.rx_queue(0).map_err(|e| e.to_string())?,
-                tx: p.tx_queue(0).map_err(|e| e.to_string())?,
-                pending: MbufArray::new(),
-                backlog: VecDeque::with_capacity(BACKLOG),
-            })
+    /// Queues `0..queues` of each port: `ports[0]` is the client link, `ports[1]`
+    /// the server link.
+    pub fn new(
+        ports: &'p [Port],
+        pool: &Mempool,
+        burst: usize,
+        queues: u16,
+    ) -> Result<Io<'p>, String> {
+        let link = |p: &'p Port| -> Result<Vec<LinkIo<'p>>, String> {
+            (0..queues.max(1))
+                .map(|q| {
+                    Ok(LinkIo {
+                        rx: p.rx_queue(q).map_err(|e| e.to_string())?,
+                        tx: p.tx_queue(q).map_err(|e| e.to_string())?,
+                        pending: MbufArray::new(),
+                        backlog: VecDeque::with_capacity(BACKLOG),
+                    })
+                })
+                .collect()
         };
         Ok(Io {
             links: [link(&ports[0])?, link(&ports[1])?],
@@ -129,7 +162,9 @@ impl<'p> Io<'p> {
     /// Queues `mbuf` on `link` behind what is waiting; only an answer that
     /// finds the backlog full is dropped (and counted).
     fn send(&mut self, engine: &mut Engine, link: Link, mbuf: Mbuf) {
-        let l = &mut self.links[link.index()];
+        let queues = &mut self.links[link.index()];
+        let q = queue_of(mbuf.data(), queues.len());
+        let l = &mut queues[q];
         if l.backlog.is_empty() && l.pending.len() < self.burst {
             if let Err(m) = l.pending.push(mbuf) {
                 drop(m);
@@ -150,7 +185,7 @@ impl<'p> Io<'p> {
     pub fn settle(&mut self, quiet: Duration) {
         let start = Instant::now();
         while start.elapsed() < quiet {
-            for l in &mut self.links {
+            for l in self.links.iter_mut().flatten() {
                 l.flush();
                 l.rx.rx_burst(&mut self.rx);
                 self.rx.clear();
@@ -168,8 +203,12 @@ impl<'p> Io<'p> {
                 break;
             }
             engine.tick(dpdk::rdtsc());
-            for link in [Link::Server, Link::Client] {
-                let l = &mut self.links[link.index()];
+            let queues = self.links[0].len();
+            for (link, q) in [Link::Server, Link::Client]
+                .into_iter()
+                .flat_map(|link| (0..queues).map(move |q| (link, q)))
+            {
+                let l = &mut self.links[link.index()][q];
                 let n = l.rx.rx_burst(&mut self.rx);
                 if n == 0 {
                     continue;
@@ -190,14 +229,16 @@ impl<'p> Io<'p> {
             }
             // New frames only when nothing waits: a full link slows the generator
             // down instead of piling frames up.
-            let waiting = self.links.iter().any(|l| !l.backlog.is_empty());
+            let waiting = self.links.iter().flatten().any(|l| !l.backlog.is_empty());
             let room = if waiting {
                 0
             } else {
-                self.links[0]
-                    .pending
-                    .spare()
-                    .min(self.links[1].pending.spare())
+                self.links
+                    .iter()
+                    .flatten()
+                    .map(|l| l.pending.spare())
+                    .min()
+                    .unwrap_or(0)
                     .min(self.burst)
             };
             let now = dpdk::rdtsc();
@@ -211,7 +252,9 @@ impl<'p> Io<'p> {
                 };
                 match mbuf.with_frame(|frame| engine.generate(now, frame)) {
                     Some(link) => {
-                        let l = &mut self.links[link.index()];
+                        let queues = &mut self.links[link.index()];
+                        let q = queue_of(mbuf.data(), queues.len());
+                        let l = &mut queues[q];
                         // `room` guarantees space: generated frames are never dropped.
                         if let Err(m) = l.pending.push(mbuf) {
                             drop(m);
@@ -224,14 +267,14 @@ impl<'p> Io<'p> {
                     }
                 }
             }
-            for l in &mut self.links {
+            for l in self.links.iter_mut().flatten() {
                 if !l.pending.is_empty() || !l.backlog.is_empty() {
                     l.flush();
                 }
             }
         }
         // Whatever is still queued goes out (or is freed).
-        for l in &mut self.links {
+        for l in self.links.iter_mut().flatten() {
             for _ in 0..1000 {
                 if l.flush() {
                     break;

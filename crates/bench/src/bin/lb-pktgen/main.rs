@@ -122,6 +122,11 @@ struct Args {
     /// Servers echo every data frame (bidirectional throughput).
     #[arg(long)]
     replies: bool,
+    /// Queue pairs per memif link (as many as the device under test has
+    /// workers); frames are spread over them by a hash of their addresses and
+    /// ports, as RSS would.
+    #[arg(long, default_value_t = 1)]
+    queues: u16,
     /// Frames per RX/TX burst (1..=32).
     #[arg(long, default_value_t = 32)]
     burst: usize,
@@ -315,8 +320,8 @@ fn run(args: &Args) -> Result<Vec<RunResult>, String> {
     for name in ["net_memif0", "net_memif1"] {
         let id = Port::by_name(name).map_err(|e| e.to_string())?;
         let cfg = PortConfig {
-            rx_queues: 1,
-            tx_queues: 1,
+            rx_queues: args.queues.max(1),
+            tx_queues: args.queues.max(1),
             rx_desc: 1024,
             tx_desc: 1024,
             mtu: None,
@@ -340,7 +345,7 @@ fn run(args: &Args) -> Result<Vec<RunResult>, String> {
     driver::wait_links(&ports, Duration::from_secs_f64(args.link_timeout), &stop)?;
     let mut results = Vec::new();
     {
-        let mut io = driver::Io::new(&ports, &pool, burst)?;
+        let mut io = driver::Io::new(&ports, &pool, burst, args.queues)?;
         for (json, case) in &cases {
             if stop.load(Relaxed) {
                 break;
