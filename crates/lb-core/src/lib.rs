@@ -16,6 +16,7 @@ pub mod ids;
 pub mod laddr;
 pub mod neigh;
 pub mod persist;
+pub mod ratelimit;
 pub mod route;
 pub mod sched;
 pub mod service;

@@ -157,6 +157,8 @@ reason_counters!(
         TxFull => "tx_full",
         /// The ring to the owning worker was full.
         RedirectRingFull => "redirect_ring_full",
+        /// An ICMP error the director would have sent was over its rate limit.
+        IcmpRateLimited => "icmp_rate_limited",
         /// A non-first fragment whose first fragment was not seen (or has expired
         /// from the fragment map).
         FragUnmatched => "frag_unmatched",

@@ -18,6 +18,7 @@ use crate::laddr::port_owner;
 use crate::laddr::LocalPortPool;
 use crate::neigh::NeighTable;
 use crate::persist::{self, TemplateKey};
+use crate::ratelimit::{TokenBucket, ICMP_ERRORS_PER_SECOND, ICMP_ERROR_BURST};
 use crate::route::NextHop;
 use crate::service::{DestWorkerCounters, ForwardMode, Service};
 use crate::snapshot::{LocalKind, Snapshot};
@@ -89,6 +90,8 @@ pub struct Worker {
     counters: Arc<WorkerCounters>,
     peers: Arc<Peers>,
     frags: crate::frag::FragTable,
+    /// Budget for the ICMP errors this worker originates.
+    icmp_errors: TokenBucket,
 }
 
 /// A connection as listed by [`Worker::list_connections`].
@@ -135,6 +138,7 @@ impl Worker {
             counters: Arc::new(WorkerCounters::default()),
             peers: setup.peers,
             frags: crate::frag::FragTable::new(setup.seed),
+            icmp_errors: TokenBucket::new(ICMP_ERRORS_PER_SECOND, ICMP_ERROR_BURST, now),
         };
         worker.resolve_next_hops(now);
         worker
@@ -464,12 +468,17 @@ impl Worker {
     }
 
     /// No real server can take a new connection: as IPVS, tell the client with
-    /// ICMP port unreachable (and count the drop).
+    /// ICMP port unreachable (and count the drop under `no_dest`, or under
+    /// `icmp_rate_limited` when the worker's ICMP budget is spent).
     fn reject_no_dest(
         &mut self,
         now: Instant,
         frame: &mut Frame<'_>,
     ) -> Result<Verdict, DropReason> {
+        if !self.icmp_errors.take(now) {
+            return Err(DropReason::IcmpRateLimited);
+        }
+        // The client's packet is consumed here, answered rather than forwarded.
         self.counters.drops.inc(DropReason::NoDest);
         let target = xmit::icmp::unreachable(frame, xmit::icmp::CODE_PORT_UNREACHABLE, 0)
             .map_err(|_| DropReason::NoDest)?;

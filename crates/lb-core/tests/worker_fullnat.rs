@@ -799,3 +799,35 @@ fn no_available_server_answers_icmp_port_unreachable() {
     assert_eq!(w.counters().icmp_unreachable_sent.get(), 1);
     assert_eq!(w.connections().count(), 0);
 }
+
+#[test]
+fn icmp_errors_are_rate_limited() {
+    let text = CONFIG.replace(
+        "      - { address: 10.0.2.11 }\n      - { address: 10.0.2.12 }",
+        "      - { address: 10.0.2.11, weight: 0 }",
+    );
+    let mut w = worker_with("");
+    w.set_snapshot(snapshot_of(&text, 1), secs(0));
+    let verdicts: Vec<Verdict> = (0..300)
+        .map(|i| {
+            run(
+                &mut w,
+                secs(1),
+                CLIENT,
+                client_segment(40_000 + i, flags::SYN),
+            )
+            .0
+        })
+        .collect();
+    let sent = verdicts
+        .iter()
+        .filter(|v| **v == Verdict::Transmit(CLIENT))
+        .count();
+    assert_eq!(sent, lb_core::ratelimit::ICMP_ERROR_BURST as usize);
+    // Each packet counts once: answered (no_dest) or suppressed (rate limited).
+    assert_eq!(w.counters().drops.get(DropReason::NoDest), 100);
+    assert_eq!(w.counters().drops.get(DropReason::IcmpRateLimited), 200);
+    // A second later the budget is back.
+    let (verdict, _) = run(&mut w, secs(2), CLIENT, client_segment(41_000, flags::SYN));
+    assert_eq!(verdict, Verdict::Transmit(CLIENT));
+}

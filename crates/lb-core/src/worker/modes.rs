@@ -112,6 +112,9 @@ impl Worker {
         let XmitError::TooBig { mtu, df: true } = e else {
             return Err(xmit_drop(e));
         };
+        if !self.icmp_errors.take(now) {
+            return Err(DropReason::IcmpRateLimited);
+        }
         let target = xmit::icmp::frag_needed(frame, mtu).map_err(xmit_drop)?;
         self.counters.modes.icmp_frag_needed_sent.inc();
         self.route(now, frame, target, false)
