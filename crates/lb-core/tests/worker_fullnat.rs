@@ -626,18 +626,13 @@ fn connections_of_a_removed_server_die_or_linger_by_policy() {
     }
 }
 
-/// Two workers sharing one director: replies that land on the wrong worker are
-/// handed to the owner, and neighbours learned by one are known to the other.
-#[test]
-fn replies_reach_the_owning_worker_and_neighbours_are_shared() {
-    let text = CONFIG.replace(
-        "    port: 53\n    protocol: udp\n    scheduler: rr\n",
-        "    port: 53\n    protocol: udp\n    scheduler: rr\n    forward: nat\n",
-    );
-    let config = Config::from_yaml(&text).unwrap();
-    let snapshot = Arc::new(Snapshot::build(&config, None, 2).unwrap());
-    let peers = Arc::new(Peers::new(2, 5));
-    let mut workers: Vec<Worker> = (0..2)
+/// `n` workers of one director configured by `text`. Only worker 0 hears the
+/// ARP replies of the servers and the client; the others learn them from it.
+fn workers_sharing(text: &str, n: u16) -> Vec<Worker> {
+    let config = Config::from_yaml(text).unwrap();
+    let snapshot = Arc::new(Snapshot::build(&config, None, usize::from(n)).unwrap());
+    let peers = Arc::new(Peers::new(usize::from(n), 5));
+    let mut workers: Vec<Worker> = (0..n)
         .map(|w| {
             let setup = WorkerSetup {
                 id: WorkerId(w),
@@ -649,9 +644,22 @@ fn replies_reach_the_owning_worker_and_neighbours_are_shared() {
             Worker::new(setup, snapshot.clone(), secs(0))
         })
         .collect();
-    // Only worker 0 hears the ARP replies; worker 1 learns them from it.
     resolve_servers(&mut workers[0]);
-    workers[1].poll(secs(0));
+    for w in &mut workers[1..] {
+        w.poll(secs(0));
+    }
+    workers
+}
+
+/// Two workers sharing one director: replies that land on the wrong worker are
+/// handed to the owner, and neighbours learned by one are known to the other.
+#[test]
+fn replies_reach_the_owning_worker_and_neighbours_are_shared() {
+    let text = CONFIG.replace(
+        "    port: 53\n    protocol: udp\n    scheduler: rr\n",
+        "    port: 53\n    protocol: udp\n    scheduler: rr\n    forward: nat\n",
+    );
+    let mut workers = workers_sharing(&text, 2);
 
     // FullNAT: the SYN arrives at worker 1, which takes a local port it owns.
     let (verdict, out) = run(
@@ -745,22 +753,7 @@ fn persistence_keeps_a_client_on_one_server_across_workers_until_it_expires() {
         "    scheduler: rr\n    real_servers:\n      - { address: 10.0.2.11 }",
         "    scheduler: rr\n    persistence: 300\n    persistence_prefix: 24\n    real_servers:\n      - { address: 10.0.2.11 }",
     );
-    let snapshot = snapshot_of(&text, 2);
-    let peers = Arc::new(Peers::new(2, 11));
-    let mut workers: Vec<Worker> = (0..2)
-        .map(|w| {
-            let setup = WorkerSetup {
-                id: WorkerId(w),
-                port_macs: DIR_MAC.to_vec(),
-                conn_capacity: 1024,
-                seed: 7,
-                peers: peers.clone(),
-            };
-            Worker::new(setup, snapshot.clone(), secs(0))
-        })
-        .collect();
-    resolve_servers(&mut workers[0]);
-    workers[1].poll(secs(0));
+    let mut workers = workers_sharing(&text, 2);
     let first = server_for(&mut workers[0], secs(1), 40_000);
     for cport in 40_001..40_050 {
         let w = usize::from(cport % 2);
