@@ -5,9 +5,9 @@
 #
 # 1. installs what it needs (scripts/setup.sh), reserves hugepages, builds
 #    lb-director, lb-pktgen and lb-bench-report (release);
-# 2. lb-core micro-benchmarks (criterion, crates/bench/benches) and the memory
+# 2. lb-core micro-benchmarks (criterion, bench/benches) and the memory
 #    per connection at 10 million connections;
-# 3. lb-pktgen through lb-director (config/bench-fullnat.yaml, net_memif) and
+# 3. lb-pktgen through lb-director (config/examples/bench-fullnat.yaml, net_memif) and
 #    through dpdk-testpmd --forward-mode=io in the director's seat (the harness
 #    ceiling), alternating, BENCH_ROUNDS rounds, best round of each kept;
 #    latency for both at half of lb-director's best 64-byte UDP rate;
@@ -42,7 +42,7 @@ BENCH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 BENCH_BIN="${BENCH_BIN:-$BENCH_ROOT/target/release}"
 # Where bench_init copies the binaries from (BENCH_BIN then points at the copies).
 BENCH_BIN_SRC="$BENCH_BIN"
-BENCH_CONFIG="${BENCH_CONFIG:-$BENCH_ROOT/config/bench-fullnat.yaml}"
+BENCH_CONFIG="${BENCH_CONFIG:-$BENCH_ROOT/config/examples/bench-fullnat.yaml}"
 BENCH_HUGEPAGES="${BENCH_HUGEPAGES:-512}"
 BENCH_PRIO="${BENCH_PRIO:-none}"
 # Set by bench_init.

@@ -10,7 +10,7 @@ setup_all
 cargo build --workspace --release --quiet
 
 source lab/lab.sh
-CONFIG="${DEMO_CONFIG:-config/lab-fullnat.yaml}"
+CONFIG="${DEMO_CONFIG:-config/examples/lab-fullnat.yaml}"
 REQUESTS="${DEMO_REQUESTS:-30}"
 SOCKET="$PWD/lab/run/$LAB/lb.sock"
 DIRECTOR_PID=""

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Smoke test of the benchmark harness (crates/bench, scripts/bench.sh): a few
+# Smoke test of the benchmark harness (bench, scripts/bench.sh): a few
 # seconds of every lb-pktgen mode through lb-director on net_memif, and through
 # dpdk-testpmd in its seat, at low offered rates. It checks that the harness
 # still works and that what comes back is right — no invalid frame, no loss,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317 # step functions are called indirectly via e2e_step
-# Connection tracking in the lab, with short timeouts (config/lab-conntrack.yaml):
+# Connection tracking in the lab, with short timeouts (config/examples/lab-conntrack.yaml):
 # `lb-ctl -L -c` shows a live transfer as ESTABLISHED with its local address;
 # after the client closes, the entry passes through TIME_WAIT and disappears on
 # time (time_wait 4 s); a UDP flow expires after the UDP timeout (5 s).
@@ -9,7 +9,7 @@ LAB="${LAB:-ct}"
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CONFIG="$(e2e_abs "${CONNTRACK_CONFIG:-config/lab-conntrack.yaml}")"
+CONFIG="$(e2e_abs "${CONNTRACK_CONFIG:-config/examples/lab-conntrack.yaml}")"
 VIP="$LAB_VIP"
 WORK="$LAB_STATE/conntrack"
 BLOB="$LAB_STATE/blob"

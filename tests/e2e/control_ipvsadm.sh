@@ -16,8 +16,8 @@ LAB="${LAB:-ctl}"
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CONFIG="$(e2e_abs "${CONTROL_CONFIG:-config/lab-control.yaml}")"
-FIXTURES="$REPO_ROOT/crates/lb-ctl/fixtures"
+CONFIG="$(e2e_abs "${CONTROL_CONFIG:-config/examples/lab-control.yaml}")"
+FIXTURES="$REPO_ROOT/lb-ctl/fixtures"
 VIP="$LAB_VIP"
 WORK="$LAB_STATE/control_ipvsadm"
 

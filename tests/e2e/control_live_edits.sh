@@ -17,7 +17,7 @@ LAB="${LAB:-ctl}"
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CONFIG="$(e2e_abs "${CONTROL_CONFIG:-config/lab-control.yaml}")"
+CONFIG="$(e2e_abs "${CONTROL_CONFIG:-config/examples/lab-control.yaml}")"
 EDITS="${E2E_EDITS:-1000}"
 PACE_MS="${E2E_EDIT_PACE_MS:-25}"
 SEED="${E2E_EDIT_SEED:-$RANDOM}"

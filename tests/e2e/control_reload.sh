@@ -14,7 +14,7 @@ LAB="${LAB:-ctl}"
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-BASE_CONFIG="$(e2e_abs "${CONTROL_CONFIG:-config/lab-control.yaml}")"
+BASE_CONFIG="$(e2e_abs "${CONTROL_CONFIG:-config/examples/lab-control.yaml}")"
 VIP="$LAB_VIP"
 WORK="$LAB_STATE/control_reload"
 FILE="$WORK/director.yaml"

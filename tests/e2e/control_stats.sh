@@ -14,7 +14,7 @@ LAB="${LAB:-ctl}"
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CONFIG="$(e2e_abs "${CONTROL_CONFIG:-config/lab-control.yaml}")"
+CONFIG="$(e2e_abs "${CONTROL_CONFIG:-config/examples/lab-control.yaml}")"
 DATAGRAMS="${E2E_DATAGRAMS:-1000}"
 VIP="$LAB_VIP"
 UDP_PORT="$LAB_UDP_PORT"

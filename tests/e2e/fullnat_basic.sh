@@ -4,7 +4,7 @@
 #
 # client (10.0.1.2) -> VIP 10.0.1.100 -> director (DPDK, af_packet) -> LIP
 # 10.0.2.100 -> rs1..rs3 (10.0.2.11-13), as configured in
-# config/lab-fullnat.yaml:
+# config/examples/lab-fullnat.yaml:
 #   TCP 10.0.1.100:80   rr -> 10.0.2.11-13:80,   FullNAT via LIP 10.0.2.100
 #   UDP 10.0.1.100:9000 rr -> 10.0.2.11-13:9000, FullNAT via LIP 10.0.2.100
 #
@@ -16,7 +16,7 @@
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-FULLNAT_CONFIG="$(e2e_abs "${FULLNAT_CONFIG:-config/lab-fullnat.yaml}")"
+FULLNAT_CONFIG="$(e2e_abs "${FULLNAT_CONFIG:-config/examples/lab-fullnat.yaml}")"
 REQUESTS="${E2E_REQUESTS:-300}"
 TOLERANCE="${E2E_TOLERANCE:-3}"
 VIP_TIMEOUT="${E2E_VIP_TIMEOUT:-10}"

@@ -4,9 +4,9 @@
 # (LAB_ROUTER=1) that carries the real servers' replies straight to the client:
 # the director only ever sees client -> server packets.
 #
-#   DR        config/lab-dr.yaml        real servers: VIP on lo, arp_ignore/announce
-#   TUN-IPIP  config/lab-tun-ipip.yaml  + tunnel endpoint (lab/tun_decap.py)
-#   TUN-GUE   config/lab-tun-gue.yaml   + GUE port 6080
+#   DR        config/examples/lab-dr.yaml        real servers: VIP on lo, arp_ignore/announce
+#   TUN-IPIP  config/examples/lab-tun-ipip.yaml  + tunnel endpoint (lab/tun_decap.py)
+#   TUN-GUE   config/examples/lab-tun-gue.yaml   + GUE port 6080
 #
 # For each mode: 300 requests spread evenly by rr, the servers see the client's
 # own address, 10 MB each way keep their sha256, UDP gets answered from the VIP.
@@ -68,19 +68,19 @@ run_mode() {
 echo "mode_dr_tun: lab '$LAB', director $LB_DIRECTOR"
 e2e_require "lab up with the router, $LAB_NRS real servers, 10 MB blob" modes_setup_lab
 
-run_mode DR config/lab-dr.yaml dr
+run_mode DR config/examples/lab-dr.yaml dr
 MODES_TAP=1 e2e_require "DR over TAP ports (fragments reach the director unreassembled)" \
-	modes_start DR-TAP config/lab-dr.yaml dr
+	modes_start DR-TAP config/examples/lab-dr.yaml dr
 e2e_check "DR: a 4000-byte UDP datagram (fragments) arrives whole" modes_udp 4000 "$LAB_CLIENT_IP"
 e2e_check "DR: no checksum errors in any namespace" modes_no_csum_errors
 modes_status
 
-run_mode TUN-IPIP config/lab-tun-ipip.yaml tun
+run_mode TUN-IPIP config/examples/lab-tun-ipip.yaml tun
 e2e_check "TUN-IPIP: 1500-byte DF flow gets frag-needed (mtu 1480), 20 MB upload completes" tun_pmtu 1480
 e2e_check "TUN-IPIP: no checksum errors in any namespace" modes_no_csum_errors
 modes_status
 
-run_mode TUN-GUE config/lab-tun-gue.yaml tun "$GUE_PORT"
+run_mode TUN-GUE config/examples/lab-tun-gue.yaml tun "$GUE_PORT"
 e2e_check "TUN-GUE: 1500-byte DF flow gets frag-needed (mtu 1468), 20 MB upload completes" tun_pmtu 1468
 e2e_check "TUN-GUE: no checksum errors in any namespace" modes_no_csum_errors
 modes_status

@@ -2,8 +2,8 @@
 # shellcheck disable=SC2317 # step functions are called indirectly via e2e_step
 # NAT and FullNAT (with its client-address carriers) end to end, in one lab.
 #
-#   NAT      config/lab-nat.yaml: real servers route back through the director
-#   FullNAT  config/lab-fullnat-carriers.yaml: TOA on :80, PROXY v2 on :8080 and
+#   NAT      config/examples/lab-nat.yaml: real servers route back through the director
+#   FullNAT  config/examples/lab-fullnat-carriers.yaml: TOA on :80, PROXY v2 on :8080 and
 #            v1 on :8081 (nginx with proxy_protocol in every rs namespace)
 #
 # For each: 300 requests spread evenly by rr; the server sees the client (NAT)
@@ -152,7 +152,7 @@ e2e_require "lab up, $LAB_NRS real servers with rs_server.py and nginx, 10 MB bl
 
 # ---------------------------------------------------------------- NAT
 e2e_require "NAT: real servers route via the director, director on lab-nat.yaml" \
-	modes_start NAT config/lab-nat.yaml nat
+	modes_start NAT config/examples/lab-nat.yaml nat
 e2e_check "NAT: $MODES_REQUESTS HTTP requests to the VIP all succeed" modes_requests
 e2e_check "NAT: rr spreads them evenly" modes_balanced
 e2e_check "NAT: real servers see the client $LAB_CLIENT_IP as peer" modes_peer_is "$LAB_CLIENT_IP"
@@ -166,7 +166,7 @@ modes_status
 
 # ------------------------------------------------------------ FullNAT
 e2e_require "FullNAT: director on lab-fullnat-carriers.yaml" \
-	modes_start FullNAT config/lab-fullnat-carriers.yaml fullnat
+	modes_start FullNAT config/examples/lab-fullnat-carriers.yaml fullnat
 e2e_check "FullNAT: $MODES_REQUESTS HTTP requests (TOA service) all succeed" modes_requests
 e2e_check "FullNAT: rr spreads them evenly" modes_balanced
 e2e_check "FullNAT: real servers see the LIP $LAB_LIP as peer" modes_peer_is "$LAB_LIP"
@@ -187,7 +187,7 @@ e2e_check "FullNAT: no checksum errors in any namespace" modes_no_csum_errors
 modes_status
 
 MODES_TAP=1 e2e_require "FullNAT over TAP ports (fragments reach the director unreassembled)" \
-	modes_start FullNAT-TAP config/lab-fullnat-carriers.yaml fullnat
+	modes_start FullNAT-TAP config/examples/lab-fullnat-carriers.yaml fullnat
 e2e_check "FullNAT: a 4000-byte UDP datagram (fragments both ways) arrives whole" modes_udp 4000 "$LAB_LIP"
 e2e_check "FullNAT over TAP: no checksum errors in any namespace" modes_no_csum_errors
 modes_status

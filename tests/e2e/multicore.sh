@@ -9,7 +9,7 @@ LAB="${LAB:-mc}"
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CONFIG="$(e2e_abs "${MULTICORE_CONFIG:-config/lab-multicore.yaml}")"
+CONFIG="$(e2e_abs "${MULTICORE_CONFIG:-config/examples/lab-multicore.yaml}")"
 REQUESTS="${E2E_REQUESTS:-1000}"
 VIP="$LAB_VIP"
 WORK="$LAB_STATE/multicore"

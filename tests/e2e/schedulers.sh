@@ -11,7 +11,7 @@ LAB="${LAB:-sch}"
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CONFIG="$(e2e_abs "${SCHED_CONFIG:-config/lab-fullnat.yaml}")"
+CONFIG="$(e2e_abs "${SCHED_CONFIG:-config/examples/lab-fullnat.yaml}")"
 VIP="$LAB_VIP"
 WORK="$LAB_STATE/schedulers"
 BLOB="$LAB_STATE/blob"

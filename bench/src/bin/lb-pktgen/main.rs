@@ -7,7 +7,7 @@
 //! `lb_bench::traffic`). It prints a table and can save JSON and an SVG chart.
 //!
 //! ```text
-//! lb-pktgen --config config/bench-fullnat.yaml \
+//! lb-pktgen --config config/examples/bench-fullnat.yaml \
 //!     --client-socket /tmp/lb-bench/client.sock --server-socket /tmp/lb-bench/server.sock \
 //!     --mode throughput --proto udp --size 64 --flows 65536 --duration 5 --json out.json
 //! ```

@@ -94,7 +94,7 @@ fn main() {
         "syn_ns_per_conn": syn_ns,
     });
     let dir = std::env::var("LB_BENCH_RESULTS").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench-results").to_owned()
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-results").to_owned()
     });
     let _ = std::fs::create_dir_all(&dir);
     let path = format!("{dir}/conn_memory.json");

@@ -1,5 +1,5 @@
 //! lb-pktgen's traffic engine against an in-process `lb_core` worker configured
-//! with `config/bench-fullnat.yaml`, frames moved by hand: every mode must run
+//! with `config/examples/bench-fullnat.yaml`, frames moved by hand: every mode must run
 //! full conversations through the FullNAT path with nothing invalid and nothing
 //! lost, and a device that damages frames must be caught.
 
@@ -22,9 +22,9 @@ const ROOM: usize = 2048;
 fn bench_config() -> Config {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../config/bench-fullnat.yaml"
+        "/../config/examples/bench-fullnat.yaml"
     );
-    let text = std::fs::read_to_string(path).expect("config/bench-fullnat.yaml");
+    let text = std::fs::read_to_string(path).expect("config/examples/bench-fullnat.yaml");
     Config::from_yaml(&text).expect("valid bench config")
 }
 
