@@ -4,6 +4,8 @@
 //! threads, no syscalls. The data plane feeds frames in with [`worker::Worker`] and
 //! acts on the verdicts it returns.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod config;
 pub mod conn;
