@@ -30,6 +30,10 @@
 #                    connection capacity (0: don't) [131072]
 #   BENCH_PRIO       none | nice: run the DUT and pktgen at nice -10 on a
 #                    shared machine [none]
+#   BENCH_ANCHOR     run the rte_hash ceiling for the connection table
+#                    (bench/anchor/rte_hash_bulk.c, hugepages) [1]
+#   BENCH_ANCHOR_HUGEPAGES  2 MiB hugepages it reserves [1536]
+#   BENCH_ANCHOR_SIZES  keys per rte_hash table ["1000000 2000000 10000000"]
 #   BENCH_STEER      1: also the multi-core section (redirect micro-benchmark,
 #                    64-byte UDP with 1 and 2 workers; see bench_steer) [0]
 #
@@ -301,6 +305,24 @@ bench_micro() {
 	env "${env[@]}" LB_BENCH_RESULTS="$BENCH_OUT" cargo bench -q -p bench --no-default-features --bench conn_memory
 }
 
+# The connection table's ceiling: DPDK's rte_hash_lookup_bulk_data in bursts of
+# 32 with a 64-byte record touched per hit, and one lookup at a time, at the
+# sizes of BENCH_ANCHOR_SIZES (results in $BENCH_OUT/anchor.txt, one line per
+# size and mode). Compare with the conn_table micro-benchmark of the same run.
+bench_anchor() {
+	local bin="$BENCH_ROOT/target/anchor/rte_hash_bulk"
+	mkdir -p "$(dirname "$bin")"
+	# shellcheck disable=SC2046 # pkg-config prints several words on purpose
+	cc -O2 -o "$bin" bench/anchor/rte_hash_bulk.c $(pkg-config --cflags --libs libdpdk)
+	# 10 million keys, their records and rte_hash's buckets take about 2 GiB.
+	bench_hugepages "${BENCH_ANCHOR_HUGEPAGES:-1536}"
+	local eal=(-l 0 --no-pci --log-level=error --file-prefix "lbb-anchor-$$")
+	((BENCH_HUGE == 1)) || eal+=(--no-huge -m 4096)
+	bench_log "rte_hash ceiling (hugepages: $BENCH_HUGE)"
+	# shellcheck disable=SC2086 # the sizes are a word list
+	"$bin" "${eal[@]}" -- ${BENCH_ANCHOR_SIZES:-1000000 2000000 10000000} | tee "$BENCH_OUT/anchor.txt"
+}
+
 # The pktgen cases: label and lb-pktgen arguments.
 bench_cases() {
 	local d="$BENCH_DURATION" f="$BENCH_FLOWS"
@@ -458,6 +480,7 @@ bench_main() {
 		rm -rf target/criterion
 		bench_micro
 	fi
+	[[ "${BENCH_ANCHOR:-1}" == 1 ]] && bench_anchor
 	if [[ "${BENCH_PKTGEN:-1}" == 1 ]]; then
 		bench_hugepages "$BENCH_HUGEPAGES"
 		bench_init suite
