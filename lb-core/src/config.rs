@@ -211,6 +211,37 @@ pub struct PortConfig {
     /// TX descriptors per queue.
     #[serde(default = "default_desc")]
     pub tx_descriptors: u16,
+    /// Reverse-path check of packets arriving on this port: `strict` (the
+    /// default: the route back to the source leaves by this port), `loose` (any
+    /// route back exists) or `off`.
+    #[serde(default)]
+    pub rp_filter: RpFilter,
+}
+
+/// How a port checks the source of what it receives against the routes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RpFilter {
+    /// The route to the source must point out of the receiving port.
+    #[default]
+    Strict,
+    /// Some route to the source must exist.
+    Loose,
+    /// No check.
+    Off,
+}
+
+/// What happens to packets with IPv4 options addressed to a VIP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpOptionsPolicy {
+    /// Drop every packet with options (counted as `ip_options`).
+    #[default]
+    Drop,
+    /// Forward packets whose options are all known to be harmless (EOL, NOP,
+    /// router alert); record route, timestamp, source routes and anything
+    /// unknown are still dropped.
+    Forward,
 }
 
 fn default_mtu() -> u16 {
@@ -409,6 +440,9 @@ pub struct Policies {
     /// A persistence template whose real server is quiescent (weight 0) is
     /// invalidated (`expire_quiescent_template`).
     pub expire_quiescent_template: bool,
+    /// Packets with IPv4 options to a VIP: `drop` (default) or `forward` the
+    /// known-harmless ones. Malformed option lists are always dropped.
+    pub ip_options: IpOptionsPolicy,
 }
 
 impl Default for Policies {
@@ -417,6 +451,7 @@ impl Default for Policies {
             expire_nodest_conn: true,
             conn_reuse: true,
             expire_quiescent_template: false,
+            ip_options: IpOptionsPolicy::Drop,
         }
     }
 }

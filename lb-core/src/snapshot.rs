@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::config::{Config, ConfigError, Ipv4Cidr, Policies};
+use crate::config::{Config, ConfigError, Ipv4Cidr, Policies, RpFilter};
 use crate::conn::Timeouts;
 use crate::ids::{PortId, RealServerId, ServiceId};
 use crate::route::RouteTable;
@@ -37,6 +37,8 @@ pub struct PortAddress {
     pub cidr: Ipv4Cidr,
     /// Link MTU.
     pub mtu: u16,
+    /// Reverse-path check of what arrives on the port.
+    pub rp_filter: RpFilter,
 }
 
 /// Identity of a service across snapshots.
@@ -84,6 +86,7 @@ impl Snapshot {
             .map(|p| PortAddress {
                 cidr: p.address,
                 mtu: p.mtu,
+                rp_filter: p.rp_filter,
             })
             .collect();
         let mut routes = RouteTable::default();

@@ -170,6 +170,25 @@ reason_counters!(
         /// An ICMP message the director does not handle (not an echo request to
         /// one of its addresses, not an error about a connection).
         IcmpUnsupported => "icmp_unsupported",
+        /// A frame whose destination MAC is neither the port's, nor broadcast
+        /// for ARP, nor a multicast group the director has joined.
+        ForeignMac => "foreign_mac",
+        /// A source that never appears on a wire: 0.0.0.0/8, 127.0.0.0/8,
+        /// multicast, 240.0.0.0/4 (broadcast included), or the receiving port's
+        /// subnet broadcast.
+        MartianSource => "martian_source",
+        /// A source that is one of the director's own addresses (port address,
+        /// VIP, local address).
+        OwnSource => "own_source",
+        /// Source and destination addresses are equal (land attack).
+        LandPacket => "land",
+        /// The source's route does not point out of the receiving port (strict
+        /// reverse-path check), or there is no route back at all (loose).
+        ReversePath => "reverse_path",
+        /// IPv4 options on a packet to a VIP that the options policy refuses.
+        IpOptions => "ip_options",
+        /// An IPv4 option list that does not parse (zero or overlong length).
+        MalformedOptions => "malformed_options",
     }
 );
 
@@ -202,6 +221,8 @@ pub struct WorkerCounters {
     pub redirects_out: Counter,
     /// Frames other workers handed to this one.
     pub redirects_in: Counter,
+    /// ICMP time exceeded sent for packets whose TTL would expire.
+    pub icmp_time_exceeded_sent: Counter,
     /// Drops by reason.
     pub drops: DropCounters,
     /// What the forwarding modes sent, per mode and per feature.

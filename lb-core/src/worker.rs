@@ -34,6 +34,7 @@ use crate::wire::udp::UdpDatagram;
 use crate::wire::MacAddr;
 use crate::xmit;
 
+mod guard;
 mod modes;
 
 /// What the caller does with a frame after [`Worker::process`].
@@ -118,6 +119,7 @@ struct L4Info {
     key: FlowKey,
     tcp_flags: u8,
     ip_len: usize,
+    ttl: u8,
 }
 
 impl Worker {
@@ -327,9 +329,15 @@ impl Worker {
         frame: &mut Frame<'_>,
         origin: Origin,
     ) -> Result<Verdict, DropReason> {
-        let ethertype = EthernetFrame::new_checked(frame.data())
-            .map_err(|_| DropReason::Malformed)?
-            .ethertype();
+        let eth = EthernetFrame::new_checked(frame.data()).map_err(|_| DropReason::Malformed)?;
+        let ethertype = eth.ethertype();
+        if origin == Origin::Port {
+            let ours = *self
+                .port_macs
+                .get(port.index())
+                .ok_or(DropReason::Malformed)?;
+            guard::check_mac(eth.dst(), ours, ethertype)?;
+        }
         match ethertype {
             ethernet::ETHERTYPE_ARP => self.on_arp(now, port, frame),
             ethernet::ETHERTYPE_IPV4 => self.on_ipv4(now, port, frame, origin),
@@ -397,11 +405,22 @@ impl Worker {
         if !ip.verify_checksum() {
             return Err(DropReason::Malformed);
         }
+        let (src, dst, proto, ttl) = (ip.src(), ip.dst(), ip.protocol(), ip.ttl());
+        let ip_len = ip.total_len();
+        if origin == Origin::Port {
+            guard::check_source(&self.snapshot, port, src, dst)?;
+            let header = &frame.data()[IP_AT..IP_AT + ip.header_len()];
+            guard::check_options(&self.snapshot, header, dst)?;
+        }
+        // Ethernet padding and trailing bytes never travel on with the packet.
+        frame
+            .set_len(IP_AT + ip_len)
+            .map_err(|_| DropReason::Malformed)?;
+        let ip =
+            Ipv4Packet::new_checked(&frame.data()[IP_AT..]).map_err(|_| DropReason::Malformed)?;
         if ip.is_fragment() {
             return self.on_fragment(now, frame, origin);
         }
-        let (src, dst, proto) = (ip.src(), ip.dst(), ip.protocol());
-        let ip_len = ip.total_len();
         let (sport, dport, tcp_flags) = match proto {
             PROTO_TCP => {
                 let tcp =
@@ -425,6 +444,7 @@ impl Worker {
             key: FlowKey::v4(proto, src, sport, dst, dport),
             tcp_flags,
             ip_len,
+            ttl,
         };
         if let Some((idx, side)) = self.conns.lookup(&info.key) {
             if !self.starts_afresh(idx, side, tcp_flags) {
@@ -439,6 +459,7 @@ impl Worker {
         let idx = match self.new_connection(now, &info) {
             Ok(idx) => idx,
             Err(DropReason::NoDest) => return self.reject_no_dest(now, frame),
+            Err(DropReason::TtlExceeded) => return self.reject_ttl(now, frame),
             Err(reason) => return Err(reason),
         };
         self.forward(now, idx, Side::Client, info, frame)
@@ -483,6 +504,18 @@ impl Worker {
         let target = xmit::icmp::unreachable(frame, xmit::icmp::CODE_PORT_UNREACHABLE, 0)
             .map_err(|_| DropReason::NoDest)?;
         self.counters.icmp_unreachable_sent.inc();
+        self.route(now, frame, target, false)
+    }
+
+    /// A routed packet whose TTL would expire: answered with ICMP time exceeded
+    /// (within the worker's ICMP budget) and counted under `ttl_exceeded`.
+    fn reject_ttl(&mut self, now: Instant, frame: &mut Frame<'_>) -> Result<Verdict, DropReason> {
+        if !self.icmp_errors.take(now) {
+            return Err(DropReason::IcmpRateLimited);
+        }
+        self.counters.drops.inc(DropReason::TtlExceeded);
+        let target = xmit::icmp::time_exceeded(frame).map_err(|_| DropReason::TtlExceeded)?;
+        self.counters.icmp_time_exceeded_sent.inc();
         self.route(now, frame, target, false)
     }
 
@@ -554,6 +587,11 @@ impl Worker {
         }
         let pick = self.schedule(now, service, key).ok_or(DropReason::NoDest)?;
         let dest = &service.real_servers[pick];
+        // Refused before any state: no local port, entry or counter for a packet
+        // that cannot be forwarded.
+        if modes::decrements_ttl(dest.forward) && info.ttl <= 1 {
+            return Err(DropReason::TtlExceeded);
+        }
         let local = match dest.forward {
             ForwardMode::FullNat => self.local_ports.allocate().ok_or(DropReason::NoLocalPort)?,
             _ => (key.src, key.sport),
@@ -611,6 +649,9 @@ impl Worker {
         info: L4Info,
         frame: &mut Frame<'_>,
     ) -> Result<Verdict, DropReason> {
+        if modes::decrements_ttl(self.conns.get(idx).forward) && info.ttl <= 1 {
+            return self.reject_ttl(now, frame);
+        }
         let snapshot = &self.snapshot;
         let conn = self.conns.get_mut(idx);
         let Some(dest) = snapshot.real_server(conn.real_server.0, conn.real_server.1) else {

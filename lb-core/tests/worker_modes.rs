@@ -273,3 +273,212 @@ fn fragments_follow_their_first_fragment() {
     assert_eq!(verdict, Verdict::Drop(DropReason::FragUnmatched));
     assert_eq!(w.counters().modes.frag_forwarded.get(), 1);
 }
+
+fn drops(w: &Worker, reason: DropReason) -> u64 {
+    w.counters().drops.get(reason)
+}
+
+#[test]
+fn frames_not_for_the_director_are_dropped_before_any_state() {
+    let mut w = worker("fullnat", "");
+    let syn = tcp((CIP, 40000), (VIP, 80), 0x02, b"");
+    for dst in [
+        MacAddr([2, 0, 0, 0, 9, 9]),
+        MacAddr::BROADCAST,
+        MacAddr([1, 0, 0x5e, 0, 0, 1]),
+    ] {
+        let frame = eth(dst, CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &syn);
+        assert_eq!(
+            run(&mut w, CLIENT, &frame).0,
+            Verdict::Drop(DropReason::ForeignMac)
+        );
+    }
+    assert_eq!(drops(&w, DropReason::ForeignMac), 3);
+    assert_eq!(w.connections().count(), 0);
+}
+
+#[test]
+fn martian_own_and_land_sources_are_dropped() {
+    let mut w = worker("fullnat", "");
+    let cases = [
+        (Ipv4Addr::new(0, 0, 0, 0), DropReason::MartianSource),
+        (Ipv4Addr::new(127, 0, 0, 1), DropReason::MartianSource),
+        (Ipv4Addr::new(224, 0, 0, 5), DropReason::MartianSource),
+        (Ipv4Addr::new(240, 0, 0, 1), DropReason::MartianSource),
+        (Ipv4Addr::BROADCAST, DropReason::MartianSource),
+        (Ipv4Addr::new(10, 0, 1, 255), DropReason::MartianSource),
+        (Ipv4Addr::new(10, 0, 1, 1), DropReason::OwnSource),
+        (LIP, DropReason::OwnSource),
+        (Ipv4Addr::new(10, 0, 2, 1), DropReason::OwnSource),
+        (VIP, DropReason::OwnSource),
+    ];
+    for (src, reason) in cases {
+        let syn = tcp((src, 40000), (VIP, 80), 0x02, b"");
+        assert_eq!(from_client(&mut w, &syn).0, Verdict::Drop(reason), "{src}");
+    }
+    assert_eq!(w.connections().count(), 0);
+}
+
+#[test]
+fn land_packets_are_dropped() {
+    // The VIP as source is our own address; land is checked on what is left:
+    // a packet from a client to itself.
+    let mut w = worker("fullnat", "");
+    let p = tcp((CIP, 80), (CIP, 80), 0x02, b"");
+    assert_eq!(
+        from_client(&mut w, &p).0,
+        Verdict::Drop(DropReason::LandPacket)
+    );
+}
+
+fn rpf_worker(mode: &str) -> Worker {
+    let text = config("fullnat", "").replace(
+        "address: 10.0.2.1/24 }",
+        &format!("address: 10.0.2.1/24 }}\n  - {{ name: other, device: d2, address: 10.0.3.1/24, rp_filter: {mode} }}"),
+    );
+    let config = Config::from_yaml(&text).unwrap();
+    let snapshot = Arc::new(Snapshot::build(&config, None, 1).unwrap());
+    let mut macs = DIR_MAC.to_vec();
+    macs.push(MacAddr([2, 0, 0, 0, 3, 1]));
+    let setup = WorkerSetup {
+        id: WorkerId(0),
+        port_macs: macs,
+        conn_capacity: 1024,
+        seed: 7,
+        peers: Arc::new(Peers::new(1, 0)),
+    };
+    Worker::new(setup, snapshot, Instant(0))
+}
+
+#[test]
+fn reverse_path_check_strict_loose_off() {
+    let other = PortId(2);
+    let mac = MacAddr([2, 0, 0, 0, 3, 1]);
+    // A client address whose route points out of the client port, and one with
+    // no route at all, arriving on the third port.
+    let wrong_port = tcp((CIP, 40000), (VIP, 80), 0x02, b"");
+    let no_route = tcp((Ipv4Addr::new(192, 0, 2, 7), 40000), (VIP, 80), 0x02, b"");
+    let frame = |ip: &[u8]| eth(mac, CLIENT_MAC, ethernet::ETHERTYPE_IPV4, ip);
+    let rpf = Verdict::Drop(DropReason::ReversePath);
+    let mut w = rpf_worker("strict");
+    assert_eq!(run(&mut w, other, &frame(&wrong_port)).0, rpf);
+    assert_eq!(run(&mut w, other, &frame(&no_route)).0, rpf);
+    let mut w = rpf_worker("loose");
+    assert_ne!(run(&mut w, other, &frame(&wrong_port)).0, rpf);
+    assert_eq!(run(&mut w, other, &frame(&no_route)).0, rpf);
+    let mut w = rpf_worker("off");
+    assert_ne!(run(&mut w, other, &frame(&no_route)).0, rpf);
+    assert_eq!(w.counters().drops.get(DropReason::ReversePath), 0);
+}
+
+/// `ip` with IPv4 `options` inserted after the header (checksums redone).
+fn with_options(ip: &[u8], options: &[u8]) -> Vec<u8> {
+    let mut p = ip[..20].to_vec();
+    p.extend_from_slice(options);
+    p.extend_from_slice(&ip[20..]);
+    p[0] = 0x40 | ((20 + options.len()) / 4) as u8;
+    let total = p.len() as u16;
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    Ipv4Packet::new_checked(&mut p[..]).unwrap().fill_checksum();
+    p
+}
+
+#[test]
+fn ip_options_are_dropped_or_forwarded_by_policy() {
+    let syn = tcp((CIP, 40000), (VIP, 80), 0x02, b"");
+    let nops = with_options(&syn, &[1, 1, 1, 0]);
+    let record_route = with_options(&syn, &[7, 7, 4, 0, 0, 0, 0, 0]);
+    let garbage = with_options(&syn, &[68, 0, 0, 0]);
+    let mut w = worker("fullnat", "");
+    assert_eq!(
+        from_client(&mut w, &nops).0,
+        Verdict::Drop(DropReason::IpOptions)
+    );
+    assert_eq!(w.connections().count(), 0);
+    let text = format!(
+        "{}policies: {{ ip_options: forward }}\n",
+        config("fullnat", "")
+    );
+    let snapshot = Arc::new(Snapshot::build(&Config::from_yaml(&text).unwrap(), None, 1).unwrap());
+    w.set_snapshot(snapshot, Instant(1));
+    assert_eq!(
+        from_client(&mut w, &record_route).0,
+        Verdict::Drop(DropReason::IpOptions)
+    );
+    assert_eq!(
+        from_client(&mut w, &garbage).0,
+        Verdict::Drop(DropReason::MalformedOptions)
+    );
+    assert_eq!(from_client(&mut w, &nops).0, Verdict::Transmit(SERVER));
+}
+
+#[test]
+fn ttl_one_gets_time_exceeded_and_leaves_no_state() {
+    let mut w = worker("fullnat", "");
+    let mut syn = tcp((CIP, 40000), (VIP, 80), 0x02, b"");
+    syn[8] = 1;
+    Ipv4Packet::new_checked(&mut syn[..])
+        .unwrap()
+        .fill_checksum();
+    let (verdict, out) = from_client(&mut w, &syn);
+    assert_eq!(verdict, Verdict::Transmit(CLIENT));
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst(), ip.protocol()), (VIP, CIP, PROTO_ICMP));
+    assert!(ip.verify_checksum());
+    assert_eq!(&ip.payload()[..2], &[11, 0]);
+    assert_eq!(csum::checksum(ip.payload()), 0);
+    assert_eq!(&ip.payload()[8..], &syn[..]);
+    assert_eq!(w.connections().count(), 0);
+    assert_eq!(w.counters().conns_created.get(), 0);
+    assert_eq!(
+        w.free_local_ports(),
+        worker("fullnat", "").free_local_ports()
+    );
+    assert_eq!(w.counters().icmp_time_exceeded_sent.get(), 1);
+    assert_eq!(drops(&w, DropReason::TtlExceeded), 1);
+}
+
+#[test]
+fn trailing_bytes_are_trimmed() {
+    let mut w = worker("fullnat", "");
+    let mut d = udp_header(40000, 53, 100 - 20);
+    d.extend_from_slice(&[7u8; 72]);
+    let ip = ipv4(CIP, VIP, PROTO_UDP, &d, None);
+    assert_eq!(ip.len(), 100);
+    let mut frame = eth(DIR_MAC[0], CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &ip);
+    frame.resize(514, 0xee);
+    let (verdict, out) = run(&mut w, CLIENT, &frame);
+    assert_eq!(verdict, Verdict::Transmit(SERVER));
+    assert_eq!(out.len(), 100 + 14);
+}
+
+#[test]
+fn over_mtu_gets_frag_needed_with_df_and_is_dropped_without() {
+    let mut w = worker("nat", "");
+    let syn = tcp((CIP, 40000), (VIP, 80), 0x02, b"");
+    assert_eq!(from_client(&mut w, &syn).0, Verdict::Transmit(SERVER));
+    let big = tcp((CIP, 40000), (VIP, 80), 0x10, &[0u8; 1500]);
+    let (verdict, out) = from_client(&mut w, &big);
+    assert_eq!(verdict, Verdict::Transmit(CLIENT));
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst(), ip.protocol()), (VIP, CIP, PROTO_ICMP));
+    let icmp = ip.payload();
+    assert_eq!(&icmp[..2], &[3, 4]);
+    assert_eq!(&icmp[6..8], &1500u16.to_be_bytes());
+    assert_eq!(csum::checksum(icmp), 0);
+    assert_eq!(
+        &icmp[8..28],
+        &big[..20],
+        "quotes the packet as the client sent it"
+    );
+    let mut no_df = big.clone();
+    no_df[6] = 0;
+    Ipv4Packet::new_checked(&mut no_df[..])
+        .unwrap()
+        .fill_checksum();
+    assert_eq!(
+        from_client(&mut w, &no_df).0,
+        Verdict::Drop(DropReason::TooBig)
+    );
+    assert_eq!(drops(&w, DropReason::TooBig), 1);
+}

@@ -91,6 +91,19 @@ impl Worker {
             &self.counters.modes,
         );
         let decrement = decrements_ttl(conn.forward);
+        if conn.forward != ForwardMode::Tunnel {
+            // Checked before the rewrite, so that fragmentation-needed quotes the
+            // packet as its sender wrote it. Tunnels check the encapsulated size.
+            let ip = Ipv4Packet::new_checked(&frame.data()[IP_AT..])
+                .map_err(|_| DropReason::Malformed)?;
+            if ip.total_len() > path.mtu {
+                let e = XmitError::TooBig {
+                    mtu: path.mtu as u16,
+                    df: ip.dont_fragment(),
+                };
+                return self.xmit_failed(now, frame, e);
+            }
+        }
         let result = match side {
             Side::Client => xmit::to_server(conn, frame, &path),
             Side::Server => xmit::to_client(conn, frame, &path),
@@ -286,6 +299,7 @@ impl Worker {
             key: crate::flow::FlowKey::v4(proto, src, sport, dst, dport),
             tcp_flags,
             ip_len: ip.total_len(),
+            ttl: ip.ttl(),
         };
         let (idx, side) = match self.conns.lookup(&info.key) {
             Some(found) => found,
@@ -295,7 +309,11 @@ impl Worker {
                         return Ok(Verdict::Redirect(owner));
                     }
                 }
-                (self.new_connection(now, &info)?, Side::Client)
+                match self.new_connection(now, &info) {
+                    Ok(idx) => (idx, Side::Client),
+                    Err(DropReason::TtlExceeded) => return self.reject_ttl(now, frame),
+                    Err(reason) => return Err(reason),
+                }
             }
         };
         if self.frags.learn(fkey, idx, side, now) {

@@ -45,6 +45,20 @@ pub fn frag_needed(frame: &mut Frame<'_>, mtu: u16) -> Result<Ipv4Addr, XmitErro
 /// (and `mtu` for fragmentation-needed, else 0), from the packet's destination back
 /// to its source, and returns that source (where the error goes).
 pub fn unreachable(frame: &mut Frame<'_>, code: u8, mtu: u16) -> Result<Ipv4Addr, XmitError> {
+    error(frame, TYPE_DEST_UNREACHABLE, code, mtu)
+}
+
+/// Turns the IPv4 packet in `frame` into ICMP time exceeded in transit (type 11
+/// code 0), from the packet's destination back to its source, and returns that
+/// source.
+pub fn time_exceeded(frame: &mut Frame<'_>) -> Result<Ipv4Addr, XmitError> {
+    error(frame, TYPE_TIME_EXCEEDED, 0, 0)
+}
+
+/// An ICMP error of `msg_type`/`code` quoting the packet in `frame`; `low` is
+/// the low 16 bits of the second header word (the next-hop MTU of
+/// fragmentation-needed).
+fn error(frame: &mut Frame<'_>, msg_type: u8, code: u8, low: u16) -> Result<Ipv4Addr, XmitError> {
     let (src, dst, total) = {
         let ip = Ipv4Packet::new_checked(&frame.data()[IP_AT..])?;
         (ip.src(), ip.dst(), ip.total_len())
@@ -69,8 +83,8 @@ pub fn unreachable(frame: &mut Frame<'_>, code: u8, mtu: u16) -> Result<Ipv4Addr
     };
     emit_header(ip, &repr)?;
     let icmp = &mut ip[20..28 + quote];
-    icmp[..8].copy_from_slice(&[TYPE_DEST_UNREACHABLE, code, 0, 0, 0, 0, 0, 0]);
-    set_u16(icmp, 6, mtu);
+    icmp[..8].copy_from_slice(&[msg_type, code, 0, 0, 0, 0, 0, 0]);
+    set_u16(icmp, 6, low);
     let sum = csum::checksum(icmp);
     set_u16(icmp, 2, sum);
     Ok(src)
