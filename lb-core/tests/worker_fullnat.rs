@@ -824,3 +824,53 @@ fn icmp_errors_are_rate_limited() {
     let (verdict, _) = run(&mut w, secs(2), CLIENT, client_segment(41_000, flags::SYN));
     assert_eq!(verdict, Verdict::Transmit(CLIENT));
 }
+
+#[test]
+fn a_packet_matching_a_tuple_from_the_wrong_port_is_dropped_and_the_connection_kept() {
+    let mut w = worker();
+    resolve_servers(&mut w);
+    let t0 = secs(10);
+    let syn = eth(
+        DIR_MAC[0],
+        CLIENT_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((CIP, 40000), (VIP, 80), flags::SYN, b""),
+    );
+    let (verdict, out) = run(&mut w, t0, CLIENT, syn);
+    assert_eq!(verdict, Verdict::Transmit(SERVER));
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    let lport = TcpSegment::new_checked(ip.payload()).unwrap().src_port();
+    // A forged reply from the server's address, arriving from the client network.
+    let forged = eth(
+        DIR_MAC[0],
+        CLIENT_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((RS1, 80), (LIP, lport), flags::RST, b""),
+    );
+    assert_eq!(
+        run(&mut w, t0, CLIENT, forged).0,
+        Verdict::Drop(DropReason::WrongSide)
+    );
+    // A forged client packet from the server network.
+    let forged = eth(
+        DIR_MAC[1],
+        RS1_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((CIP, 40000), (VIP, 80), flags::ACK, b"x"),
+    );
+    assert_eq!(
+        run(&mut w, t0, SERVER, forged).0,
+        Verdict::Drop(DropReason::WrongSide)
+    );
+    assert_eq!(w.counters().drops.get(DropReason::WrongSide), 2);
+    let conn = w.connections().next().unwrap();
+    assert_eq!(conn.state, TcpState::SynRecv);
+    // The real reply, on the server port, still goes through.
+    let synack = eth(
+        DIR_MAC[1],
+        RS1_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((RS1, 80), (LIP, lport), flags::SYN | flags::ACK, b""),
+    );
+    assert_eq!(run(&mut w, t0, SERVER, synack).0, Verdict::Transmit(CLIENT));
+}
