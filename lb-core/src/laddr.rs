@@ -230,7 +230,7 @@ mod tests {
                 ports.push(port);
             }
             proptest::prop_assert_eq!(ports.len(), n);
-            let step = u16::from(mask) + 1;
+            let step = mask + 1;
             let sequential = ports
                 .windows(2)
                 .filter(|p| p[1].wrapping_sub(p[0]) == step)
