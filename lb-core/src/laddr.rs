@@ -35,16 +35,25 @@ struct AddrPorts {
 pub struct LocalPortPool {
     worker: WorkerId,
     workers: usize,
+    /// Round keys of the permutation that orders each fresh address's ports.
+    keys: [u64; ROUNDS],
     addrs: Vec<AddrPorts>,
     next: usize,
 }
 
 impl LocalPortPool {
-    /// The pool of `worker` (of `workers`) over `addrs`.
-    pub fn new(worker: WorkerId, workers: usize, addrs: &[IpAddr]) -> Self {
+    /// The pool of `worker` (of `workers`) over `addrs`; `seed` (random per
+    /// process) keys the order ports are handed out in.
+    pub fn new(worker: WorkerId, workers: usize, addrs: &[IpAddr], seed: u64) -> Self {
+        let mut s = seed ^ 0x6a09_e667_f3bc_c908;
+        let keys = std::array::from_fn(|_| {
+            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            mix(s)
+        });
         let mut pool = LocalPortPool {
             worker,
             workers,
+            keys,
             addrs: Vec::new(),
             next: 0,
         };
@@ -71,8 +80,15 @@ impl LocalPortPool {
     fn fresh(&self, addr: IpAddr) -> AddrPorts {
         let mask = owner_mask(self.workers);
         // Skip the worker-id offsets a smaller mask would give to absent workers.
-        let free: VecDeque<u16> = (FIRST_PORT..=u16::MAX)
+        let slice: Vec<u16> = (FIRST_PORT..=u16::MAX)
             .filter(|p| p & mask == self.worker.0)
+            .collect();
+        // Handed out in a keyed pseudo-random order, not counting up: a port in
+        // use says nothing about which ports are in use next to it, so a forger
+        // cannot aim at other clients' connections by guessing.
+        let n = slice.len() as u32;
+        let free = (0..n)
+            .map(|i| slice[permute(i, n, &self.keys) as usize])
             .collect();
         AddrPorts { addr, free }
     }
@@ -104,6 +120,38 @@ impl LocalPortPool {
     }
 }
 
+/// Feistel rounds of the port permutation.
+const ROUNDS: usize = 4;
+
+/// splitmix64's finalizer.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A keyed permutation of `0..n`: a balanced Feistel network over the smallest
+/// even bit width that holds `n`, cycle-walking until the value falls in range.
+fn permute(i: u32, n: u32, keys: &[u64; ROUNDS]) -> u32 {
+    let bits = (32 - n.saturating_sub(1).leading_zeros())
+        .max(2)
+        .next_multiple_of(2);
+    let half = bits / 2;
+    let mask = (1u32 << half) - 1;
+    let mut x = i;
+    loop {
+        let (mut l, mut r) = (x >> half, x & mask);
+        for key in keys {
+            let f = (mix(u64::from(r) ^ key) as u32) & mask;
+            (l, r) = (r, l ^ f);
+        }
+        x = (l << half) | r;
+        if x < n {
+            return x;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,7 +165,7 @@ mod tests {
     fn workers_own_disjoint_ports_and_the_owner_is_computable() {
         let workers = 3;
         let pools: Vec<_> = (0..workers)
-            .map(|w| LocalPortPool::new(WorkerId(w as u16), workers, &[lip(100)]))
+            .map(|w| LocalPortPool::new(WorkerId(w as u16), workers, &[lip(100)], 7))
             .collect();
         let total: usize = pools.iter().map(|p| p.available()).sum();
         // Mask 3: owner bits 0..=2 are used, 3 is nobody's.
@@ -132,7 +180,7 @@ mod tests {
 
     #[test]
     fn allocation_rotates_addresses_and_ports_come_back() {
-        let mut pool = LocalPortPool::new(WorkerId(0), 1, &[lip(100), lip(101)]);
+        let mut pool = LocalPortPool::new(WorkerId(0), 1, &[lip(100), lip(101)], 7);
         let before = pool.available();
         let a = pool.allocate().unwrap();
         let b = pool.allocate().unwrap();
@@ -144,7 +192,7 @@ mod tests {
 
     #[test]
     fn exhaustion_and_address_changes() {
-        let mut pool = LocalPortPool::new(WorkerId(1), 2, &[lip(100)]);
+        let mut pool = LocalPortPool::new(WorkerId(1), 2, &[lip(100)], 7);
         let n = pool.available();
         let taken: Vec<_> = (0..n).map(|_| pool.allocate().unwrap()).collect();
         assert_eq!(pool.allocate(), None);
@@ -156,5 +204,50 @@ mod tests {
         );
         pool.release(taken[0].0, taken[0].1);
         assert_eq!(pool.available(), n + 1);
+    }
+
+    proptest::proptest! {
+        /// Ports come out distinct, owned by the worker, not in sequence, and
+        /// the whole slice is handed out before the pool runs dry.
+        #[test]
+        fn ports_are_a_keyed_permutation_of_the_slice(
+            seed in proptest::prelude::any::<u64>(),
+            workers in 1usize..6,
+            w in 0u16..6,
+        ) {
+            let w = w % workers as u16;
+            let mut pool = LocalPortPool::new(WorkerId(w), workers, &[lip(100)], seed);
+            let n = pool.available();
+            let mask = owner_mask(workers);
+            let expected = (FIRST_PORT..=u16::MAX).filter(|p| p & mask == w).count();
+            proptest::prop_assert_eq!(n, expected);
+            let mut seen = vec![false; 65536];
+            let mut ports = Vec::with_capacity(n);
+            while let Some((_, port)) = pool.allocate() {
+                proptest::prop_assert!(port >= FIRST_PORT);
+                proptest::prop_assert_eq!(port_owner(port, workers), WorkerId(w));
+                proptest::prop_assert!(!std::mem::replace(&mut seen[port as usize], true));
+                ports.push(port);
+            }
+            proptest::prop_assert_eq!(ports.len(), n);
+            let step = mask + 1;
+            let sequential = ports
+                .windows(2)
+                .filter(|p| p[1].wrapping_sub(p[0]) == step)
+                .count();
+            proptest::prop_assert!(sequential < n / 100 + 2, "{} sequential steps", sequential);
+        }
+    }
+
+    #[test]
+    fn the_order_depends_on_the_seed() {
+        let first = |seed| {
+            let mut pool = LocalPortPool::new(WorkerId(0), 1, &[lip(100)], seed);
+            (0..8)
+                .map(|_| pool.allocate().unwrap().1)
+                .collect::<Vec<_>>()
+        };
+        assert_ne!(first(1), first(2));
+        assert_eq!(first(3), first(3));
     }
 }

@@ -151,6 +151,9 @@ reason_counters!(
         DestRemoved => "dest_removed",
         /// A non-SYN TCP segment with no connection.
         NoConnection => "no_connection",
+        /// A packet matching a connection's tuple that arrived on another port
+        /// than that direction of the connection uses (forged across sides).
+        WrongSide => "wrong_side",
         /// Rewrite needed more room than the buffer has.
         NoRoom => "no_room",
         /// The egress ring of the port was full.

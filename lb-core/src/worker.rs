@@ -10,7 +10,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::conn::{next_state, Conn, ConnTable, Direction, InsertError, Side, TcpEvent, TcpState};
+use crate::conn::{
+    next_state, Conn, ConnTable, Direction, InsertError, Side, SidePorts, TcpEvent, TcpState,
+};
 use crate::flow::FlowKey;
 use crate::frame::Frame;
 use crate::ids::{PortId, WorkerId};
@@ -120,6 +122,8 @@ struct L4Info {
     tcp_flags: u8,
     ip_len: usize,
     ttl: u8,
+    /// The port the frame arrived on (also for frames handed over by a peer).
+    port: PortId,
 }
 
 impl Worker {
@@ -131,7 +135,12 @@ impl Worker {
         }
         let mut worker = Worker {
             id: setup.id,
-            local_ports: LocalPortPool::new(setup.id, snapshot.workers, &snapshot.local_addresses),
+            local_ports: LocalPortPool::new(
+                setup.id,
+                snapshot.workers,
+                &snapshot.local_addresses,
+                setup.seed,
+            ),
             conns: ConnTable::new(setup.conn_capacity, setup.seed, now),
             snapshot,
             port_macs: setup.port_macs,
@@ -419,7 +428,7 @@ impl Worker {
         let ip =
             Ipv4Packet::new_checked(&frame.data()[IP_AT..]).map_err(|_| DropReason::Malformed)?;
         if ip.is_fragment() {
-            return self.on_fragment(now, frame, origin);
+            return self.on_fragment(now, port, frame, origin);
         }
         let (sport, dport, tcp_flags) = match proto {
             PROTO_TCP => {
@@ -445,9 +454,10 @@ impl Worker {
             tcp_flags,
             ip_len,
             ttl,
+            port,
         };
         if let Some((idx, side)) = self.conns.lookup(&info.key) {
-            if !self.starts_afresh(idx, side, tcp_flags) {
+            if !self.starts_afresh(idx, side, &info) {
                 return self.forward(now, idx, side, info, frame);
             }
             self.remove_conn(idx);
@@ -521,10 +531,15 @@ impl Worker {
 
     /// IPVS `conn_reuse_mode`: a new SYN on a connection in TIME_WAIT or CLOSE is a
     /// new connection, scheduled afresh.
-    fn starts_afresh(&self, idx: u32, side: Side, tcp_flags: u8) -> bool {
+    fn starts_afresh(&self, idx: u32, side: Side, info: &L4Info) -> bool {
         let conn = self.conns.get(idx);
+        let tcp_flags = info.tcp_flags;
         self.snapshot.policies.conn_reuse
             && side == Side::Client
+            && conn
+                .sides
+                .expected(side)
+                .is_none_or(|p| p == side_port(info.port))
             && conn.proto == PROTO_TCP
             && tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN
             && matches!(conn.state, TcpState::TimeWait | TcpState::Close)
@@ -614,6 +629,16 @@ impl Worker {
             real_server: (dest.id, dest.serial),
             expires: now + snapshot.timeouts.tcp(TcpState::None),
             xmit: Default::default(),
+            sides: SidePorts {
+                client: SidePorts::UNKNOWN,
+                server: match dest.addr {
+                    IpAddr::V4(a) => snapshot
+                        .routes
+                        .lookup(a)
+                        .map_or(SidePorts::UNKNOWN, |hop| side_port(hop.port)),
+                    IpAddr::V6(_) => SidePorts::UNKNOWN,
+                },
+            },
         };
         match self.conns.insert(conn) {
             Ok(idx) => {
@@ -649,6 +674,11 @@ impl Worker {
         info: L4Info,
         frame: &mut Frame<'_>,
     ) -> Result<Verdict, DropReason> {
+        // A tuple is only as good as the network it comes from: a packet forged
+        // with another side's addresses must not enter the connection.
+        if !self.conns.get_mut(idx).sides.admit(side, side_port(info.port)) {
+            return Err(DropReason::WrongSide);
+        }
         if modes::decrements_ttl(self.conns.get(idx).forward) && info.ttl <= 1 {
             return self.reject_ttl(now, frame);
         }
@@ -745,6 +775,11 @@ impl Worker {
         self.counters.icmp_echo_replies.inc();
         Ok(Verdict::Transmit(port))
     }
+}
+
+/// A port index as a connection records it.
+fn side_port(port: PortId) -> u8 {
+    u8::try_from(port.0).map_or(SidePorts::UNKNOWN - 1, |p| p.min(SidePorts::UNKNOWN - 1))
 }
 
 fn gauge_for(counters: &DestWorkerCounters, state: TcpState) -> &crate::stats::Gauge {

@@ -61,7 +61,11 @@ fn secs(s: u64) -> Instant {
 }
 
 fn worker() -> Worker {
-    let config = Config::from_yaml(CONFIG).unwrap();
+    worker_from(CONFIG)
+}
+
+fn worker_from(text: &str) -> Worker {
+    let config = Config::from_yaml(text).unwrap();
     let snapshot = Arc::new(Snapshot::build(&config, None, 1).unwrap());
     let setup = WorkerSetup {
         id: WorkerId(0),
@@ -823,4 +827,60 @@ fn icmp_errors_are_rate_limited() {
     // A second later the budget is back.
     let (verdict, _) = run(&mut w, secs(2), CLIENT, client_segment(41_000, flags::SYN));
     assert_eq!(verdict, Verdict::Transmit(CLIENT));
+}
+
+#[test]
+fn a_packet_matching_a_tuple_from_the_wrong_port_is_dropped_and_the_connection_kept() {
+    // Without the reverse-path check (which would catch these forgeries first),
+    // so that the connection's own side check is what refuses them.
+    let text = CONFIG.replace("10.0.1.1/24 }", "10.0.1.1/24, rp_filter: off }").replace(
+        "10.0.2.1/24 }",
+        "10.0.2.1/24, rp_filter: off }",
+    );
+    let mut w = worker_from(&text);
+    resolve_servers(&mut w);
+    let t0 = secs(10);
+    let syn = eth(
+        DIR_MAC[0],
+        CLIENT_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((CIP, 40000), (VIP, 80), flags::SYN, b""),
+    );
+    let (verdict, out) = run(&mut w, t0, CLIENT, syn);
+    assert_eq!(verdict, Verdict::Transmit(SERVER));
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    let lport = TcpSegment::new_checked(ip.payload()).unwrap().src_port();
+    // A forged reply from the server's address, arriving from the client network.
+    let forged = eth(
+        DIR_MAC[0],
+        CLIENT_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((RS1, 80), (LIP, lport), flags::RST, b""),
+    );
+    assert_eq!(
+        run(&mut w, t0, CLIENT, forged).0,
+        Verdict::Drop(DropReason::WrongSide)
+    );
+    // A forged client packet from the server network.
+    let forged = eth(
+        DIR_MAC[1],
+        RS1_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((CIP, 40000), (VIP, 80), flags::ACK, b"x"),
+    );
+    assert_eq!(
+        run(&mut w, t0, SERVER, forged).0,
+        Verdict::Drop(DropReason::WrongSide)
+    );
+    assert_eq!(w.counters().drops.get(DropReason::WrongSide), 2);
+    let conn = w.connections().next().unwrap();
+    assert_eq!(conn.state, TcpState::SynRecv);
+    // The real reply, on the server port, still goes through.
+    let synack = eth(
+        DIR_MAC[1],
+        RS1_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &tcp((RS1, 80), (LIP, lport), flags::SYN | flags::ACK, b""),
+    );
+    assert_eq!(run(&mut w, t0, SERVER, synack).0, Verdict::Transmit(CLIENT));
 }

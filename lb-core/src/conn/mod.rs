@@ -6,5 +6,5 @@ mod table;
 mod timer;
 
 pub use state::{next_state, Direction, TcpEvent, TcpState, Timeouts, MAX_TIMEOUT_SECS};
-pub use table::{Conn, ConnTable, InsertError, Side, XmitState};
+pub use table::{Conn, ConnTable, InsertError, Side, SidePorts, XmitState};
 pub use timer::TimerWheel;

@@ -54,6 +54,56 @@ pub struct Conn {
     pub expires: Instant,
     /// State of the forwarding rewrites (client-address carriers).
     pub xmit: XmitState,
+    /// The ports each direction of the connection arrives on.
+    pub sides: SidePorts,
+}
+
+/// The port each direction of a connection arrives on, so that a packet matching
+/// a tuple but arriving from the other network is not taken into the connection.
+/// Two bytes: port indexes, [`SidePorts::UNKNOWN`] until known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SidePorts {
+    /// The port the client's packets arrive on (that of its first packet).
+    pub client: u8,
+    /// The port the real server's replies arrive on: the egress of the route to
+    /// it, or that of its first reply when there was no route.
+    pub server: u8,
+}
+
+impl SidePorts {
+    /// Not known yet: the first packet of that direction sets it.
+    pub const UNKNOWN: u8 = u8::MAX;
+
+    /// The expected port of packets of `side`, if known.
+    pub fn expected(&self, side: Side) -> Option<u8> {
+        let port = match side {
+            Side::Client => self.client,
+            Side::Server => self.server,
+        };
+        (port != Self::UNKNOWN).then_some(port)
+    }
+
+    /// Whether a packet of `side` arriving on `port` belongs here; learns the
+    /// port on the first packet of a direction.
+    pub fn admit(&mut self, side: Side, port: u8) -> bool {
+        let slot = match side {
+            Side::Client => &mut self.client,
+            Side::Server => &mut self.server,
+        };
+        if *slot == Self::UNKNOWN {
+            *slot = port;
+        }
+        *slot == port
+    }
+}
+
+impl Default for SidePorts {
+    fn default() -> Self {
+        SidePorts {
+            client: Self::UNKNOWN,
+            server: Self::UNKNOWN,
+        }
+    }
 }
 
 /// Per-connection state of the forwarding rewrites: which client-address carrier
@@ -364,6 +414,7 @@ mod tests {
             real_server: (RealServerId(0), 0),
             expires,
             xmit: XmitState::default(),
+            sides: SidePorts::default(),
         }
     }
 

@@ -11,6 +11,7 @@ use super::{count, Origin, Verdict, Worker, IP_AT};
 use crate::conn::{Conn, Side};
 use crate::frag::FragKey;
 use crate::frame::Frame;
+use crate::ids::PortId;
 use crate::route::NextHop;
 use crate::service::{Carrier, ForwardMode, Service};
 use crate::snapshot::Snapshot;
@@ -263,6 +264,7 @@ impl Worker {
     pub(super) fn on_fragment(
         &mut self,
         now: Instant,
+        port: PortId,
         frame: &mut Frame<'_>,
         origin: Origin,
     ) -> Result<Verdict, DropReason> {
@@ -283,7 +285,7 @@ impl Worker {
                 .frags
                 .lookup(&fkey, now)
                 .ok_or(DropReason::FragUnmatched)?;
-            return self.forward_fragment(now, idx, side, frame, fkey);
+            return self.forward_fragment(now, port, idx, side, frame, fkey);
         }
         // The first fragment: it has the ports (at least 8 bytes of any
         // fragment's data), and a TCP header unless someone fragments within it.
@@ -300,6 +302,7 @@ impl Worker {
             tcp_flags,
             ip_len: ip.total_len(),
             ttl: ip.ttl(),
+            port,
         };
         let (idx, side) = match self.conns.lookup(&info.key) {
             Some(found) => found,
@@ -327,6 +330,7 @@ impl Worker {
     fn forward_fragment(
         &mut self,
         now: Instant,
+        port: PortId,
         idx: u32,
         side: Side,
         frame: &mut Frame<'_>,
@@ -341,6 +345,13 @@ impl Worker {
         };
         if conn.proto != fkey.proto || from != IpAddr::V4(fkey.src) || to != IpAddr::V4(fkey.dst) {
             return Err(DropReason::FragUnmatched);
+        }
+        if conn
+            .sides
+            .expected(side)
+            .is_some_and(|p| p != super::side_port(port))
+        {
+            return Err(DropReason::WrongSide);
         }
         let Some(dest) = snapshot.real_server(conn.real_server.0, conn.real_server.1) else {
             return Err(DropReason::DestRemoved);

@@ -37,6 +37,7 @@ fn conn(proto: u8, forward: ForwardMode) -> Conn {
         real_server: (RealServerId(0), 2),
         expires: Instant(0),
         xmit: Default::default(),
+        sides: Default::default(),
     }
 }
 

@@ -198,6 +198,7 @@ mod tests {
             real_server: (RealServerId(0), 2),
             expires: Instant(0),
             xmit: Default::default(),
+            sides: Default::default(),
         }
     }
 
