@@ -584,7 +584,126 @@ impl Config {
             }
             svc.validate(&field, !self.local_addresses.is_empty())?;
         }
+        self.validate_addresses()
+    }
+
+    /// Refuses addresses the director must never own or answer ARP for: martians,
+    /// and a VIP or local address that is also another party's address.
+    fn validate_addresses(&self) -> Result<(), ConfigError> {
+        let v4 = |ip: IpAddr| match ip {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        };
+        let real_servers = || {
+            self.services
+                .iter()
+                .flat_map(|s| s.real_servers.iter().filter_map(|r| v4(r.address)))
+        };
+        for (i, l) in self.local_addresses.iter().enumerate() {
+            let Some(a) = v4(l.address) else { continue };
+            let field = format!("local_addresses[{i}].address");
+            if let Some(why) = martian(a, Martian::OWNED) {
+                return Err(ConfigError::new(field, format!("{a} is {why}")));
+            }
+            if let Some(why) = self.port_conflict(a) {
+                return Err(ConfigError::new(field, format!("{a} is {why}")));
+            }
+            if real_servers().any(|r| r == a) {
+                return Err(ConfigError::new(
+                    field,
+                    format!("{a} is also a real server's address"),
+                ));
+            }
+            if self.services.iter().any(|s| s.address == l.address) {
+                return Err(ConfigError::new(field, format!("{a} is also a VIP")));
+            }
+        }
+        for (i, svc) in self.services.iter().enumerate() {
+            let Some(a) = v4(svc.address) else { continue };
+            let field = format!("services[{i}].address");
+            if let Some(why) = martian(a, Martian::OWNED) {
+                return Err(ConfigError::new(field, format!("{a} is {why}")));
+            }
+            if let Some(why) = self.port_conflict(a) {
+                return Err(ConfigError::new(field, format!("{a} is {why}")));
+            }
+            if real_servers().any(|r| r == a) {
+                return Err(ConfigError::new(
+                    field,
+                    format!(
+                        "{a} is also a real server's address (the director would answer ARP for it)"
+                    ),
+                ));
+            }
+            for (j, rs) in svc.real_servers.iter().enumerate() {
+                let Some(r) = v4(rs.address) else { continue };
+                if let Some(why) = martian(r, Martian::REMOTE) {
+                    return Err(ConfigError::new(
+                        format!("services[{i}].real_servers[{j}].address"),
+                        format!("{r} is {why}"),
+                    ));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Why `a` clashes with a port: it is the port's own address or its subnet's
+    /// broadcast address.
+    fn port_conflict(&self, a: Ipv4Addr) -> Option<String> {
+        self.ports.iter().find_map(|p| {
+            if p.address.addr == a {
+                Some(format!("the address of port '{}'", p.name))
+            } else if p.address.prefix < 31
+                && u32::from(a) == u32::from(p.address.addr) | !p.address.mask()
+            {
+                Some(format!(
+                    "the broadcast address of port '{}' ({})",
+                    p.name, p.address
+                ))
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// Which martian classes a check refuses.
+#[derive(Clone, Copy)]
+struct Martian {
+    this_network: bool,
+    class_e: bool,
+}
+
+impl Martian {
+    /// For addresses the director owns (VIPs, local addresses).
+    const OWNED: Martian = Martian {
+        this_network: false,
+        class_e: true,
+    };
+    /// For addresses the director sends to (real servers).
+    const REMOTE: Martian = Martian {
+        this_network: true,
+        class_e: false,
+    };
+}
+
+/// Why `a` can be no host's unicast address, if it cannot.
+fn martian(a: Ipv4Addr, classes: Martian) -> Option<&'static str> {
+    if a.is_unspecified() {
+        Some("the unspecified address")
+    } else if a.is_broadcast() {
+        Some("the broadcast address")
+    } else if a.is_multicast() {
+        Some("a multicast address")
+    } else if a.is_loopback() {
+        Some("a loopback address")
+    } else if classes.this_network && a.octets()[0] == 0 {
+        Some("in 0.0.0.0/8 (this network)")
+    } else if classes.class_e && a.octets()[0] >= 240 {
+        Some("a reserved (class E) address")
+    } else {
+        None
     }
 }
 
@@ -902,6 +1021,111 @@ services:
             per_worker: Some(1000),
         };
         assert_eq!(fixed.capacity(4, 1 << 40), 1000);
+    }
+
+    #[test]
+    fn martian_and_conflicting_addresses_are_refused() {
+        let lip = |a: &str| with("  - address: 10.0.2.100", &format!("  - address: {a}"));
+        let vip = |a: &str| with("  - address: 10.0.1.100", &format!("  - address: {a}"));
+        let rs = |a: &str| {
+            with(
+                "      - address: 10.0.2.11",
+                &format!("      - address: {a}"),
+            )
+        };
+        let msg = |r: Result<Config, ConfigError>| r.unwrap_err().to_string();
+        assert_eq!(
+            msg(lip("127.0.0.1")),
+            "local_addresses[0].address: 127.0.0.1 is a loopback address"
+        );
+        assert_eq!(
+            msg(vip("224.0.0.5")),
+            "services[0].address: 224.0.0.5 is a multicast address"
+        );
+        assert_eq!(
+            msg(lip("10.0.2.255")),
+            "local_addresses[0].address: 10.0.2.255 is the broadcast address of port 'server' (10.0.2.1/24)"
+        );
+        let refused = [
+            (
+                lip("0.0.0.0"),
+                "local_addresses[0].address: 0.0.0.0 is the unspecified",
+            ),
+            (
+                lip("255.255.255.255"),
+                "local_addresses[0].address: 255.255.255.255 is the broadcast",
+            ),
+            (
+                lip("239.1.1.1"),
+                "local_addresses[0].address: 239.1.1.1 is a multicast",
+            ),
+            (
+                lip("240.0.0.1"),
+                "local_addresses[0].address: 240.0.0.1 is a reserved (class E)",
+            ),
+            (
+                lip("10.0.2.11"),
+                "local_addresses[0].address: 10.0.2.11 is also a real server's",
+            ),
+            (
+                lip("10.0.2.1"),
+                "local_addresses[0].address: 10.0.2.1 is the address of port 'server'",
+            ),
+            (
+                lip("10.0.1.100"),
+                "local_addresses[0].address: 10.0.1.100 is also a VIP",
+            ),
+            (
+                vip("0.0.0.0"),
+                "services[0].address: 0.0.0.0 is the unspecified",
+            ),
+            (
+                vip("255.255.255.255"),
+                "services[0].address: 255.255.255.255 is the broadcast",
+            ),
+            (
+                vip("127.0.0.1"),
+                "services[0].address: 127.0.0.1 is a loopback",
+            ),
+            (
+                vip("10.0.1.1"),
+                "services[0].address: 10.0.1.1 is the address of port 'client'",
+            ),
+            (
+                vip("10.0.1.255"),
+                "services[0].address: 10.0.1.255 is the broadcast address of port 'client'",
+            ),
+            (
+                vip("10.0.2.12"),
+                "services[0].address: 10.0.2.12 is also a real server's address",
+            ),
+            (
+                rs("0.1.2.3"),
+                "services[0].real_servers[0].address: 0.1.2.3 is in 0.0.0.0/8",
+            ),
+            (
+                rs("127.0.0.2"),
+                "services[0].real_servers[0].address: 127.0.0.2 is a loopback",
+            ),
+            (
+                rs("224.0.0.1"),
+                "services[0].real_servers[0].address: 224.0.0.1 is a multicast",
+            ),
+            (
+                rs("255.255.255.255"),
+                "services[0].real_servers[0].address: 255.255.255.255 is the broadcast",
+            ),
+        ];
+        for (result, expected) in refused {
+            let e = msg(result);
+            assert!(
+                e.starts_with(expected),
+                "{e:?} should start with {expected:?}"
+            );
+        }
+        // The VIP's own subnet and a LIP on the client side are fine.
+        vip("10.0.1.200").unwrap();
+        lip("10.0.1.50").unwrap();
     }
 
     #[test]

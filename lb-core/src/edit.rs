@@ -395,6 +395,32 @@ services:
     }
 
     #[test]
+    fn refused_addresses_leave_the_configuration_untouched() {
+        let mut c = config();
+        let before = c.clone();
+        let e = c
+            .apply_edits(&[Edit::AddLocalAddress {
+                address: ip("127.0.0.1"),
+                port: Some("server".into()),
+            }])
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "local_addresses[1].address: 127.0.0.1 is a loopback address"
+        );
+        let e = c
+            .apply_edits(&[Edit::AddService {
+                service: ServiceConfig::with_defaults(Protocol::Tcp, ip("224.0.0.5"), 80),
+            }])
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "service TCP 224.0.0.5:80: address: 224.0.0.5 is a multicast address"
+        );
+        assert_eq!(c, before);
+    }
+
+    #[test]
     fn defaults_come_from_serde() {
         let s = ServiceConfig::with_defaults(Protocol::Udp, ip("10.0.1.100"), 53);
         assert_eq!(s.scheduler, "wlc");

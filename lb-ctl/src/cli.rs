@@ -172,7 +172,11 @@ fn is_scripted(args: &[String]) -> bool {
              subcommands for scripts (lb-ctl status, lb-ctl service add …; see \
              `lb-ctl help`)",
     after_help = "Subcommands: list status reload config service server laddr timeout \
-                  connections zero save restore clear (lb-ctl help SUBCOMMAND)."
+                  connections zero save restore clear (lb-ctl help SUBCOMMAND).\n\n\
+                  Exit status: 0 success, 1 refused by the director (validation error, \
+                  unknown service…), 2 usage error (bad arguments, found before anything \
+                  is sent), 3 the director cannot be reached (no socket, connection \
+                  refused, timeout)."
 )]
 struct Ipvsadm {
     /// The director's control socket.
@@ -270,13 +274,13 @@ struct Ipvsadm {
     #[arg(short = 'F', long = "fullnat")]
     fullnat: bool,
     /// Weight of the real server, 0..65535 (default 1).
-    #[arg(short = 'w', long = "weight")]
+    #[arg(short = 'w', long = "weight", allow_hyphen_values = true)]
     weight: Option<String>,
     /// Upper connection threshold.
-    #[arg(short = 'x', long = "u-threshold")]
+    #[arg(short = 'x', long = "u-threshold", allow_hyphen_values = true)]
     u_threshold: Option<String>,
     /// Lower connection threshold.
-    #[arg(short = 'y', long = "l-threshold")]
+    #[arg(short = 'y', long = "l-threshold", allow_hyphen_values = true)]
     l_threshold: Option<String>,
     /// Tunnel type: ipip or gue.
     #[arg(long = "tun-type")]
@@ -818,7 +822,7 @@ fn parse_number(text: &str, min: u32, max: u32, what: &str) -> Result<u32, Strin
     text.parse::<u32>()
         .ok()
         .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| format!("illegal {what} specified: '{text}'"))
+        .ok_or_else(|| format!("{what}: {text} is not a valid {what} ({min}..{max})"))
 }
 
 /// A dotted netmask (`255.255.255.0`) or a prefix length, as a prefix length.
@@ -886,7 +890,9 @@ fn from_mapping<T: serde::de::DeserializeOwned>(m: Mapping) -> Result<T, String>
     name = "lb-ctl",
     version,
     about = "Control the lb-director load balancer (subcommand form; run lb-ctl -h for \
-             the ipvsadm-compatible form)"
+             the ipvsadm-compatible form)",
+    after_help = "Exit status: 0 success, 1 refused by the director, 2 usage error, \
+                  3 the director cannot be reached."
 )]
 struct Scripted {
     /// The director's control socket.
@@ -1445,7 +1451,7 @@ mod tests {
         );
         assert_eq!(
             action("-a -t 10.0.0.1:80 -r 10.0.0.2 -w 65536").unwrap_err(),
-            "illegal weight specified: '65536'"
+            "weight: 65536 is not a valid weight (0..65535)"
         );
         assert_eq!(
             action("-A -t 10.0.0.1:80 -M 255.0.255.0").unwrap_err(),

@@ -7,36 +7,50 @@ use std::time::Duration;
 
 use lb_core::api::{Command, Request, Response, VERSION};
 
+/// Why a call failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CallError {
+    /// The director could not be reached or did not answer in time (exit 3).
+    Unreachable(String),
+    /// The director answered something this lb-ctl cannot read (exit 1).
+    Garbled(String),
+}
+
 /// Sends `command` and returns the director's response; errors are one line.
-pub fn call(socket: &Path, command: Command) -> Result<Response, String> {
+pub fn call(socket: &Path, command: Command) -> Result<Response, CallError> {
+    let unreachable = CallError::Unreachable;
     let mut stream = UnixStream::connect(socket).map_err(|e| {
-        format!(
+        unreachable(format!(
             "cannot connect to the director at {}: {e}",
             socket.display()
-        )
+        ))
     })?;
     let timeout = Some(Duration::from_secs(10));
     stream
         .set_read_timeout(timeout)
         .and_then(|()| stream.set_write_timeout(timeout))
-        .map_err(|e| format!("control socket: {e}"))?;
+        .map_err(|e| unreachable(format!("control socket: {e}")))?;
     let request = Request {
         version: VERSION,
         command,
     };
-    let mut line = serde_json::to_string(&request).map_err(|e| format!("encoding request: {e}"))?;
+    let mut line = serde_json::to_string(&request)
+        .map_err(|e| CallError::Garbled(format!("encoding request: {e}")))?;
     line.push('\n');
     stream
         .write_all(line.as_bytes())
-        .map_err(|e| format!("sending request: {e}"))?;
+        .map_err(|e| unreachable(format!("sending request: {e}")))?;
     let mut reply = String::new();
     BufReader::new(stream)
         .read_line(&mut reply)
-        .map_err(|e| format!("reading response: {e}"))?;
+        .map_err(|e| unreachable(format!("reading response: {e}")))?;
     if reply.is_empty() {
-        return Err("the director closed the connection without answering".into());
+        return Err(unreachable(
+            "the director closed the connection without answering".into(),
+        ));
     }
-    serde_json::from_str(&reply).map_err(|e| format!("malformed response from the director: {e}"))
+    serde_json::from_str(&reply)
+        .map_err(|e| CallError::Garbled(format!("malformed response from the director: {e}")))
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! `--add-laddr/--del-laddr/--get-laddr`; or the subcommand form for scripts
 //! (`lb-ctl service add tcp VIP:PORT …`, `lb-ctl --json list --stats`). Every
 //! error is one line on stderr and a non-zero exit; a rejected change changed
-//! nothing.
+//! nothing. Exit codes: 0 success, 1 refused by the director, 2 usage error
+//! (found before anything is sent), 3 the director cannot be reached.
 
 mod cli;
 mod client;
@@ -33,15 +34,57 @@ fn main() -> ExitCode {
             print!("{text}");
             ExitCode::SUCCESS
         }
-        Err(message) => {
-            eprintln!("lb-ctl: {message}");
-            ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("lb-ctl: {}", failure.message());
+            ExitCode::from(failure.code())
         }
     }
 }
 
-fn run(inv: &Invocation) -> Result<String, String> {
-    let call = |command| client::call(&inv.socket, command);
+/// Why a run failed, which decides the exit code.
+#[derive(Debug, PartialEq, Eq)]
+enum Failure {
+    /// Refused by the director (a validation error, an unknown service…): 1.
+    Refused(String),
+    /// Bad arguments or input, found before anything was sent: 2.
+    Usage(String),
+    /// The director cannot be reached: 3.
+    Unreachable(String),
+}
+
+impl Failure {
+    fn code(&self) -> u8 {
+        match self {
+            Failure::Refused(_) => 1,
+            Failure::Usage(_) => 2,
+            Failure::Unreachable(_) => 3,
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Failure::Refused(m) | Failure::Usage(m) | Failure::Unreachable(m) => m,
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Refused(message)
+    }
+}
+
+impl From<client::CallError> for Failure {
+    fn from(e: client::CallError) -> Self {
+        match e {
+            client::CallError::Unreachable(m) => Failure::Unreachable(m),
+            client::CallError::Garbled(m) => Failure::Refused(m),
+        }
+    }
+}
+
+fn run(inv: &Invocation) -> Result<String, Failure> {
+    let call = |command| client::call(&inv.socket, command).map_err(Failure::from);
     let json = |response: &Response| -> Result<String, String> {
         serde_json::to_string_pretty(response)
             .map(|s| s + "\n")
@@ -50,18 +93,17 @@ fn run(inv: &Invocation) -> Result<String, String> {
     match &inv.action {
         Action::Restore { input, replace } => {
             let text = match input {
-                Some(path) => {
-                    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
-                }
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?,
                 None => {
                     let mut text = String::new();
-                    std::io::stdin()
-                        .read_to_string(&mut text)
-                        .map_err(|e| format!("reading the rules from stdin: {e}"))?;
+                    std::io::stdin().read_to_string(&mut text).map_err(|e| {
+                        Failure::Usage(format!("reading the rules from stdin: {e}"))
+                    })?;
                     text
                 }
             };
-            let (mut edits, mut lines) = cli::parse_rules(&text)?;
+            let (mut edits, mut lines) = cli::parse_rules(&text).map_err(Failure::Usage)?;
             if *replace {
                 edits.insert(0, Edit::Clear);
                 lines.insert(0, 0);
@@ -71,12 +113,14 @@ fn run(inv: &Invocation) -> Result<String, String> {
                 Response::Error {
                     message,
                     edit: Some(i),
-                } if lines.get(i).is_some_and(|l| *l > 0) => Err(format!(
+                } if lines.get(i).is_some_and(|l| *l > 0) => Err(Failure::Refused(format!(
                     "line {}: {message}; nothing was restored",
                     lines[i]
-                )),
-                Response::Error { message, .. } => Err(format!("{message}; nothing was restored")),
-                r if inv.json => json(&r),
+                ))),
+                Response::Error { message, .. } => {
+                    Err(Failure::Refused(format!("{message}; nothing was restored")))
+                }
+                r if inv.json => Ok(json(&r)?),
                 _ => Ok(String::new()),
             }
         }
@@ -100,12 +144,12 @@ fn run(inv: &Invocation) -> Result<String, String> {
             };
             let response = call(command)?;
             if let Response::Error { message, .. } = response {
-                return Err(message);
+                return Err(Failure::Refused(message));
             }
             if inv.json {
-                return json(&response);
+                return Ok(json(&response)?);
             }
-            render(action, response)
+            Ok(render(action, response)?)
         }
     }
 }
@@ -160,4 +204,46 @@ fn render(action: &Action, response: Response) -> Result<String, String> {
             ))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        std::iter::once("lb-ctl")
+            .chain(line.split_whitespace())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn a_negative_weight_is_a_usage_error_naming_the_field() {
+        match cli::parse(&args("-a -t 10.0.0.1:80 -r 10.0.0.2 -w -1")) {
+            Err(ParseError::Message(m)) => {
+                assert_eq!(m, "weight: -1 is not a valid weight (0..65535)")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_director_exits_3() {
+        let dir = std::env::temp_dir().join(format!("lb-ctl-test-{}", std::process::id()));
+        let socket = dir.join("absent.sock");
+        let line = format!("--socket {} -S -n", socket.display());
+        let inv = cli::parse(&args(&line)).unwrap();
+        let failure = run(&inv).unwrap_err();
+        assert_eq!(failure.code(), 3, "{failure:?}");
+        assert!(failure
+            .message()
+            .starts_with("cannot connect to the director at "));
+    }
+
+    #[test]
+    fn unreadable_restore_input_is_a_usage_error() {
+        let line = "--socket /nonexistent/ctl.sock restore /nonexistent/rules";
+        let inv = cli::parse(&args(line)).unwrap();
+        assert_eq!(run(&inv).unwrap_err().code(), 2);
+    }
 }

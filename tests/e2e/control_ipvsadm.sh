@@ -202,7 +202,7 @@ errors_change_nothing() {
 	expect_error "real server 10.0.2.11:80 already exists" e2e_ctl -a -t "$VIP:80" -r 10.0.2.11 -F || return 1
 	expect_error "no real server 10.0.2.19:80" e2e_ctl -e -t "$VIP:80" -r 10.0.2.19 -F -w 2 || return 1
 	expect_error "unknown scheduler 'bogus'" e2e_ctl -A -t "$VIP:81" -s bogus || return 1
-	expect_error "illegal weight specified" e2e_ctl -a -t "$VIP:80" -r 10.0.2.14 -w 70000 || return 1
+	expect_error "weight: 70000 is not a valid weight (0..65535)" e2e_ctl -a -t "$VIP:80" -r 10.0.2.14 -w 70000 || return 1
 	expect_error "Illegal 'weight' option with the 'add-service' command" e2e_ctl -A -t "$VIP:81" -w 1 || return 1
 	expect_error "no service TCP 10.0.1.100:81" e2e_ctl -D -t "$VIP:81" || return 1
 	expect_error "fullnat needs at least one entry in local_addresses" e2e_ctl --del-laddr -z 10.0.2.100 || return 1
