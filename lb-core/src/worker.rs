@@ -676,7 +676,12 @@ impl Worker {
     ) -> Result<Verdict, DropReason> {
         // A tuple is only as good as the network it comes from: a packet forged
         // with another side's addresses must not enter the connection.
-        if !self.conns.get_mut(idx).sides.admit(side, side_port(info.port)) {
+        if !self
+            .conns
+            .get_mut(idx)
+            .sides
+            .admit(side, side_port(info.port))
+        {
             return Err(DropReason::WrongSide);
         }
         if modes::decrements_ttl(self.conns.get(idx).forward) && info.ttl <= 1 {

@@ -833,10 +833,9 @@ fn icmp_errors_are_rate_limited() {
 fn a_packet_matching_a_tuple_from_the_wrong_port_is_dropped_and_the_connection_kept() {
     // Without the reverse-path check (which would catch these forgeries first),
     // so that the connection's own side check is what refuses them.
-    let text = CONFIG.replace("10.0.1.1/24 }", "10.0.1.1/24, rp_filter: off }").replace(
-        "10.0.2.1/24 }",
-        "10.0.2.1/24, rp_filter: off }",
-    );
+    let text = CONFIG
+        .replace("10.0.1.1/24 }", "10.0.1.1/24, rp_filter: off }")
+        .replace("10.0.2.1/24 }", "10.0.2.1/24, rp_filter: off }");
     let mut w = worker_from(&text);
     resolve_servers(&mut w);
     let t0 = secs(10);
