@@ -602,10 +602,7 @@ impl Config {
         for (i, l) in self.local_addresses.iter().enumerate() {
             let Some(a) = v4(l.address) else { continue };
             let field = format!("local_addresses[{i}].address");
-            if let Some(why) = martian(a, Martian::OWNED) {
-                return Err(ConfigError::new(field, format!("{a} is {why}")));
-            }
-            if let Some(why) = self.port_conflict(a) {
+            if let Some(why) = self.unownable(a) {
                 return Err(ConfigError::new(field, format!("{a} is {why}")));
             }
             if real_servers().any(|r| r == a) {
@@ -621,10 +618,7 @@ impl Config {
         for (i, svc) in self.services.iter().enumerate() {
             let Some(a) = v4(svc.address) else { continue };
             let field = format!("services[{i}].address");
-            if let Some(why) = martian(a, Martian::OWNED) {
-                return Err(ConfigError::new(field, format!("{a} is {why}")));
-            }
-            if let Some(why) = self.port_conflict(a) {
+            if let Some(why) = self.unownable(a) {
                 return Err(ConfigError::new(field, format!("{a} is {why}")));
             }
             if real_servers().any(|r| r == a) {
@@ -646,6 +640,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Why the director cannot own `a` (as a VIP or a local address): a martian
+    /// class, or a clash with a port.
+    fn unownable(&self, a: Ipv4Addr) -> Option<String> {
+        martian(a, Martian::OWNED)
+            .map(str::to_owned)
+            .or_else(|| self.port_conflict(a))
     }
 
     /// Why `a` clashes with a port: it is the port's own address or its subnet's

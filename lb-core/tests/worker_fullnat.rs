@@ -481,17 +481,7 @@ fn unknown_services_and_garbage_are_dropped_and_counted() {
 }
 
 fn worker_with(extra: &str) -> Worker {
-    let text = format!("{CONFIG}{extra}");
-    let config = Config::from_yaml(&text).unwrap();
-    let snapshot = Arc::new(Snapshot::build(&config, None, 1).unwrap());
-    let setup = WorkerSetup {
-        id: WorkerId(0),
-        port_macs: DIR_MAC.to_vec(),
-        conn_capacity: 1024,
-        seed: 7,
-        peers: Arc::new(Peers::new(1, 0)),
-    };
-    let mut w = Worker::new(setup, snapshot, secs(0));
+    let mut w = worker_from(&format!("{CONFIG}{extra}"));
     resolve_servers(&mut w);
     w
 }
