@@ -8,6 +8,8 @@ SETUP_PACKAGES=(
 	libdpdk-dev dpdk dpdk-dev libclang-dev clang pkg-config build-essential
 	# Lab: namespaces, traffic, servers.
 	iproute2 ethtool curl socat python3 iputils-ping procps nginx-light tcpdump
+	# Hostile-traffic tests: SYN floods and forged packets.
+	hping3 python3-scapy
 )
 
 setup_packages() {
