@@ -105,7 +105,7 @@ fn run(opts: Options, mut device: Device) -> RunResult {
             while worker.has_pending_transmit() {
                 let mut buf = vec![0u8; ROOM];
                 let mut frame = Frame::new(&mut buf, HEAD, 0);
-                if let Some(p) = worker.poll_transmit(&mut frame) {
+                if let Some(p) = worker.poll_transmit(Instant(now), &mut frame) {
                     let len = frame.len();
                     to_gen.push_back(Wire {
                         link: link_of(p),

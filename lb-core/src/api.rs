@@ -399,6 +399,10 @@ pub struct WorkerView {
     /// fragments), by label.
     #[serde(default)]
     pub modes: Vec<(String, u64)>,
+    /// What the defences against hostile traffic did (ICMP time exceeded,
+    /// half-open connections shortened, evicted and reset), by label.
+    #[serde(default)]
+    pub defence: Vec<(String, u64)>,
 }
 
 /// One port's identity and counters.

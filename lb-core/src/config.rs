@@ -443,6 +443,10 @@ pub struct Policies {
     /// Packets with IPv4 options to a VIP: `drop` (default) or `forward` the
     /// known-harmless ones. Malformed option lists are always dropped.
     pub ip_options: IpOptionsPolicy,
+    /// TCP segments of NAT and FullNAT connections must fall within the
+    /// sequence window Linux conntrack would accept (`tcp_out_of_window`);
+    /// `false` forwards them as conntrack's `tcp_be_liberal` does.
+    pub tcp_window_check: bool,
 }
 
 impl Default for Policies {
@@ -452,6 +456,7 @@ impl Default for Policies {
             conn_reuse: true,
             expire_quiescent_template: false,
             ip_options: IpOptionsPolicy::Drop,
+            tcp_window_check: true,
         }
     }
 }

@@ -28,6 +28,8 @@ pub fn port_owner(port: u16, workers: usize) -> WorkerId {
 struct AddrPorts {
     addr: IpAddr,
     free: VecDeque<u16>,
+    /// Ports of the worker's slice on this address, free or not.
+    slice: usize,
 }
 
 /// One worker's ports on every local address.
@@ -90,7 +92,11 @@ impl LocalPortPool {
         let free = (0..n)
             .map(|i| slice[permute(i, n, &self.keys) as usize])
             .collect();
-        AddrPorts { addr, free }
+        AddrPorts {
+            addr,
+            free,
+            slice: n as usize,
+        }
     }
 
     /// Takes a local address and port, round robin over the addresses.
@@ -117,6 +123,11 @@ impl LocalPortPool {
     /// Free ports over all addresses.
     pub fn available(&self) -> usize {
         self.addrs.iter().map(|p| p.free.len()).sum()
+    }
+
+    /// Ports of the worker's slice over all addresses, free or in use.
+    pub fn capacity(&self) -> usize {
+        self.addrs.iter().map(|p| p.slice).sum()
     }
 }
 

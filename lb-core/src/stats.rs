@@ -151,6 +151,9 @@ reason_counters!(
         DestRemoved => "dest_removed",
         /// A non-SYN TCP segment with no connection.
         NoConnection => "no_connection",
+        /// A TCP segment outside the connection's sequence window (a blind
+        /// injection or reset); `policies.tcp_window_check` turns the check off.
+        TcpOutOfWindow => "tcp_out_of_window",
         /// A packet matching a connection's tuple that arrived on another port
         /// than that direction of the connection uses (forged across sides).
         WrongSide => "wrong_side",
@@ -224,12 +227,12 @@ pub struct WorkerCounters {
     pub redirects_out: Counter,
     /// Frames other workers handed to this one.
     pub redirects_in: Counter,
-    /// ICMP time exceeded sent for packets whose TTL would expire.
-    pub icmp_time_exceeded_sent: Counter,
     /// Drops by reason.
     pub drops: DropCounters,
     /// What the forwarding modes sent, per mode and per feature.
     pub modes: ModeCounters,
+    /// What the defences against hostile traffic did.
+    pub defence: DefenceCounters,
 }
 
 /// Declares a struct of [`Counter`]s with a stable label for each, for listings.
@@ -249,6 +252,22 @@ macro_rules! labelled_counters {
         }
     };
 }
+
+labelled_counters!(
+    /// What the defences against hostile traffic did, beyond the drops they count.
+    DefenceCounters {
+        /// ICMP time exceeded sent for packets whose TTL would expire.
+        icmp_time_exceeded_sent => "icmp_time_exceeded_sent",
+        /// Half-open connections given the short timeout because local ports or
+        /// the table ran low (counted per packet that set it).
+        halfopen_short_timeout => "halfopen_short_timeout",
+        /// Half-open connections removed to make room for a new connection.
+        halfopen_evicted => "halfopen_evicted",
+        /// Resets sent to real servers for half-open connections the director
+        /// removed (evicted or expired), so the server frees its half too.
+        halfopen_reset_sent => "halfopen_reset_sent",
+    }
+);
 
 labelled_counters!(
     /// Per forwarding mode: packets sent each way, and the mode-specific work

@@ -5,13 +5,12 @@
 //! table; it reads the shared, immutable [`Snapshot`] and writes only its own
 //! counters. It never allocates, locks or blocks per packet.
 
-use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::conn::{
-    next_state, Conn, ConnTable, Direction, InsertError, Side, SidePorts, TcpEvent, TcpState,
+    next_state, Conn, ConnTable, Direction, SegmentSeq, Side, SidePorts, TcpEvent, TcpState,
 };
 use crate::flow::FlowKey;
 use crate::frame::Frame;
@@ -19,10 +18,9 @@ use crate::ids::{PortId, WorkerId};
 use crate::laddr::port_owner;
 use crate::laddr::LocalPortPool;
 use crate::neigh::NeighTable;
-use crate::persist::{self, TemplateKey};
 use crate::ratelimit::{TokenBucket, ICMP_ERRORS_PER_SECOND, ICMP_ERROR_BURST};
 use crate::route::NextHop;
-use crate::service::{DestWorkerCounters, ForwardMode, Service};
+use crate::service::{DestWorkerCounters, ForwardMode};
 use crate::snapshot::{LocalKind, Snapshot};
 use crate::stats::{DropReason, WorkerCounters};
 use crate::steer::{NeighUpdate, Peers};
@@ -37,7 +35,12 @@ use crate::wire::MacAddr;
 use crate::xmit;
 
 mod guard;
+mod halfopen;
 mod modes;
+mod open;
+mod originate;
+
+use originate::{Originated, Outbox};
 
 /// What the caller does with a frame after [`Worker::process`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,8 +63,6 @@ pub enum Verdict {
 pub const EXPIRE_BUDGET: usize = 256;
 /// Ethernet + IPv4 offset.
 const IP_AT: usize = ethernet::HEADER_LEN;
-/// ARP requests waiting to be sent.
-const PENDING_ARP: usize = 64;
 /// Neighbour entries per worker.
 const NEIGH_CAPACITY: usize = 4096;
 
@@ -89,7 +90,7 @@ pub struct Worker {
     conns: ConnTable,
     local_ports: LocalPortPool,
     neigh: NeighTable,
-    pending_arp: VecDeque<(PortId, Ipv4Addr)>,
+    outbox: Outbox,
     counters: Arc<WorkerCounters>,
     peers: Arc<Peers>,
     frags: crate::frag::FragTable,
@@ -119,11 +120,12 @@ enum Origin {
 #[derive(Clone, Copy, Debug)]
 struct L4Info {
     key: FlowKey,
-    tcp_flags: u8,
     ip_len: usize,
     ttl: u8,
     /// The port the frame arrived on (also for frames handed over by a peer).
     port: PortId,
+    /// What a TCP segment says of its sequence space (zeros for UDP).
+    seg: SegmentSeq,
 }
 
 impl Worker {
@@ -145,7 +147,7 @@ impl Worker {
             snapshot,
             port_macs: setup.port_macs,
             neigh,
-            pending_arp: VecDeque::with_capacity(PENDING_ARP),
+            outbox: Outbox::new(),
             counters: Arc::new(WorkerCounters::default()),
             peers: setup.peers,
             frags: crate::frag::FragTable::new(setup.seed),
@@ -174,8 +176,11 @@ impl Worker {
     /// The MAC of a next hop if known; queues an ARP request when one is due.
     fn neighbour_mac(&mut self, hop: NextHop, now: Instant) -> Option<MacAddr> {
         let resolution = self.neigh.resolve(hop.via, hop.port, now);
-        if resolution.send_request && self.pending_arp.len() < PENDING_ARP {
-            self.pending_arp.push_back((hop.port, hop.via));
+        if resolution.send_request {
+            self.outbox.push(Originated::ArpRequest {
+                port: hop.port,
+                target: hop.via,
+            });
         }
         resolution.mac
     }
@@ -295,40 +300,12 @@ impl Worker {
             conns,
             local_ports,
             counters,
+            outbox,
             ..
         } = self;
         conns.expire(now, EXPIRE_BUDGET, |conn| {
-            release(*id, snapshot, local_ports, counters, conn);
+            release(*id, snapshot, local_ports, counters, outbox, conn);
         });
-    }
-
-    /// Whether [`Worker::poll_transmit`] has a frame to write.
-    pub fn has_pending_transmit(&self) -> bool {
-        !self.pending_arp.is_empty()
-    }
-
-    /// Writes the next frame the worker originates (ARP requests) into `frame`, an
-    /// empty buffer, and says which port it goes out of.
-    pub fn poll_transmit(&mut self, frame: &mut Frame<'_>) -> Option<PortId> {
-        let (port, target) = self.pending_arp.pop_front()?;
-        let mac = self.port_macs[port.index()];
-        let sender_ip = self.snapshot.ports[port.index()].cidr.addr;
-        let len = ethernet::HEADER_LEN + arp::PACKET_LEN;
-        frame.set_len(len).ok()?;
-        let data = frame.data_mut();
-        let mut eth = EthernetFrame::new_checked(&mut data[..]).ok()?;
-        eth.set_dst(MacAddr::BROADCAST);
-        eth.set_src(mac);
-        eth.set_ethertype(ethernet::ETHERTYPE_ARP);
-        ArpPacket::emit(
-            eth.payload_mut(),
-            arp::OP_REQUEST,
-            (mac, sender_ip),
-            (MacAddr::ZERO, target),
-        )
-        .ok()?;
-        self.counters.arp_requests.inc();
-        Some(port)
     }
 
     fn dispatch(
@@ -430,16 +407,16 @@ impl Worker {
         if ip.is_fragment() {
             return self.on_fragment(now, port, frame, origin);
         }
-        let (sport, dport, tcp_flags) = match proto {
+        let (sport, dport, seg) = match proto {
             PROTO_TCP => {
                 let tcp =
                     TcpSegment::new_checked(ip.payload()).map_err(|_| DropReason::Malformed)?;
-                (tcp.src_port(), tcp.dst_port(), tcp.flags())
+                (tcp.src_port(), tcp.dst_port(), SegmentSeq::of(&tcp))
             }
             PROTO_UDP => {
                 let udp =
                     UdpDatagram::new_checked(ip.payload()).map_err(|_| DropReason::Malformed)?;
-                (udp.src_port(), udp.dst_port(), 0)
+                (udp.src_port(), udp.dst_port(), SegmentSeq::default())
             }
             PROTO_ICMP => return self.on_icmp(now, port, frame, dst, origin),
             _ => {
@@ -451,10 +428,10 @@ impl Worker {
         };
         let info = L4Info {
             key: FlowKey::v4(proto, src, sport, dst, dport),
-            tcp_flags,
             ip_len,
             ttl,
             port,
+            seg,
         };
         if let Some((idx, side)) = self.conns.lookup(&info.key) {
             if !self.starts_afresh(idx, side, &info) {
@@ -466,7 +443,7 @@ impl Worker {
                 return Ok(Verdict::Redirect(owner));
             }
         }
-        let idx = match self.new_connection(now, &info) {
+        let idx = match self.open_connection(now, &info) {
             Ok(idx) => idx,
             Err(DropReason::NoDest) => return self.reject_no_dest(now, frame),
             Err(DropReason::TtlExceeded) => return self.reject_ttl(now, frame),
@@ -483,6 +460,7 @@ impl Worker {
             &self.snapshot,
             &mut self.local_ports,
             &self.counters,
+            &mut self.outbox,
             &conn,
         );
     }
@@ -525,7 +503,7 @@ impl Worker {
         }
         self.counters.drops.inc(DropReason::TtlExceeded);
         let target = xmit::icmp::time_exceeded(frame).map_err(|_| DropReason::TtlExceeded)?;
-        self.counters.icmp_time_exceeded_sent.inc();
+        self.counters.defence.icmp_time_exceeded_sent.inc();
         self.route(now, frame, target, false)
     }
 
@@ -533,7 +511,7 @@ impl Worker {
     /// new connection, scheduled afresh.
     fn starts_afresh(&self, idx: u32, side: Side, info: &L4Info) -> bool {
         let conn = self.conns.get(idx);
-        let tcp_flags = info.tcp_flags;
+        let tcp_flags = info.seg.flags;
         self.snapshot.policies.conn_reuse
             && side == Side::Client
             && conn
@@ -543,127 +521,6 @@ impl Worker {
             && conn.proto == PROTO_TCP
             && tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN
             && matches!(conn.state, TcpState::TimeWait | TcpState::Close)
-    }
-
-    /// The real server (index in the service) for a new connection: the one of the
-    /// client's persistence template if the service is persistent and the template
-    /// is still valid, else the scheduler's pick (recorded as the new template).
-    fn schedule(&self, now: Instant, service: &Service, key: &FlowKey) -> Option<usize> {
-        let template = match (
-            service.persistence_timeout,
-            persist::v4(key.src),
-            persist::v4(key.dst),
-        ) {
-            (0, _, _) | (_, None, _) | (_, _, None) => None,
-            (_, Some(client), Some(vip)) => Some(TemplateKey::new(
-                key.proto,
-                client,
-                service.persistence_prefix,
-                vip,
-                key.dport,
-            )),
-        };
-        let Some(template) = template else {
-            return service.scheduler.pick(self.id, &service.real_servers, key);
-        };
-        let timeout = Duration::from_secs(u64::from(service.persistence_timeout));
-        let templates = &self.peers.templates;
-        let kept = templates.lookup(&template, now).and_then(|id| {
-            let i = service.real_servers.iter().position(|d| d.id == id)?;
-            let dest = &service.real_servers[i];
-            // IPVS invalidates a template whose server left the service, and (with
-            // expire_quiescent_template) one whose server is quiescent.
-            let quiescent = dest.weight == 0 && self.snapshot.policies.expire_quiescent_template;
-            (!quiescent).then_some(i)
-        });
-        let pick = match kept {
-            Some(i) => i,
-            None => service
-                .scheduler
-                .pick(self.id, &service.real_servers, key)?,
-        };
-        templates.store(&template, service.real_servers[pick].id, now, timeout);
-        Some(pick)
-    }
-
-    fn new_connection(&mut self, now: Instant, info: &L4Info) -> Result<u32, DropReason> {
-        let key = &info.key;
-        let snapshot = &self.snapshot;
-        let Some(service) = snapshot.service(key.proto, key.dst, key.dport) else {
-            return Err(match snapshot.local_kind(key.dst) {
-                Some(_) => DropReason::NoService,
-                None => DropReason::NotLocal,
-            });
-        };
-        if key.proto == PROTO_TCP
-            && info.tcp_flags & (flags::SYN | flags::ACK | flags::RST) != flags::SYN
-        {
-            return Err(DropReason::NoConnection);
-        }
-        let pick = self.schedule(now, service, key).ok_or(DropReason::NoDest)?;
-        let dest = &service.real_servers[pick];
-        // Refused before any state: no local port, entry or counter for a packet
-        // that cannot be forwarded.
-        if modes::decrements_ttl(dest.forward) && info.ttl <= 1 {
-            return Err(DropReason::TtlExceeded);
-        }
-        let local = match dest.forward {
-            ForwardMode::FullNat => self.local_ports.allocate().ok_or(DropReason::NoLocalPort)?,
-            _ => (key.src, key.sport),
-        };
-        let state = if key.proto == PROTO_TCP {
-            TcpState::None
-        } else {
-            TcpState::Established
-        };
-        let conn = Conn {
-            proto: key.proto,
-            forward: dest.forward,
-            state,
-            output_seen: false,
-            client: (key.src, key.sport),
-            virt: (key.dst, key.dport),
-            local,
-            dest: (dest.addr, dest.port),
-            service: (service.id, service.serial),
-            real_server: (dest.id, dest.serial),
-            expires: now + snapshot.timeouts.tcp(TcpState::None),
-            xmit: Default::default(),
-            sides: SidePorts {
-                client: SidePorts::UNKNOWN,
-                server: match dest.addr {
-                    IpAddr::V4(a) => snapshot
-                        .routes
-                        .lookup(a)
-                        .map_or(SidePorts::UNKNOWN, |hop| side_port(hop.port)),
-                    IpAddr::V6(_) => SidePorts::UNKNOWN,
-                },
-            },
-        };
-        match self.conns.insert(conn) {
-            Ok(idx) => {
-                if dest.forward == ForwardMode::Nat && self.peers.workers() > 1 {
-                    let conn = self.conns.get(idx);
-                    self.peers.record_owner(&conn.server_key(), self.id);
-                }
-                let dc = dest.counters.worker(self.id);
-                dc.conns.inc();
-                gauge_for(dc, state).inc();
-                service.counters.worker(self.id).conns.inc();
-                self.counters.conns_created.inc();
-                self.counters.conns_live.inc();
-                Ok(idx)
-            }
-            Err(e) => {
-                if dest.forward == ForwardMode::FullNat {
-                    self.local_ports.release(local.0, local.1);
-                }
-                Err(match e {
-                    InsertError::Full => DropReason::TableFull,
-                    InsertError::Exists => DropReason::NoLocalPort,
-                })
-            }
-        }
     }
 
     fn forward(
@@ -689,6 +546,16 @@ impl Worker {
         }
         let snapshot = &self.snapshot;
         let conn = self.conns.get_mut(idx);
+        if conn.proto == PROTO_TCP && conn.replies_through_director() {
+            // Blind injection and resets need the sequence window to land.
+            let mut seg = info.seg;
+            if side == Side::Server {
+                seg.ack = xmit::fullnat::client_ack(conn, seg.ack);
+            }
+            if conn.window.track(side, &seg).is_err() && snapshot.policies.tcp_window_check {
+                return Err(DropReason::TcpOutOfWindow);
+            }
+        }
         let Some(dest) = snapshot.real_server(conn.real_server.0, conn.real_server.1) else {
             // The real server is gone. With expire_nodest_conn the connection dies
             // now; without, its packets are dropped until it times out.
@@ -698,6 +565,7 @@ impl Worker {
             return Err(DropReason::DestRemoved);
         };
         let dc = dest.counters.worker(self.id);
+        let mut state = conn.state;
         if conn.proto == PROTO_TCP {
             let dir = match side {
                 Side::Client if conn.replies_through_director() || conn.output_seen => {
@@ -709,24 +577,23 @@ impl Worker {
                     Direction::Output
                 }
             };
-            if let Some(event) = TcpEvent::from_flags(info.tcp_flags) {
-                let next = next_state(conn.state, dir, event);
-                if next != conn.state {
-                    gauge_for(dc, conn.state).dec();
+            if let Some(event) = TcpEvent::from_flags(info.seg.flags) {
+                let next = next_state(state, dir, event);
+                if next != state {
+                    gauge_for(dc, state).dec();
                     gauge_for(dc, next).inc();
-                    conn.state = next;
+                    state = next;
                 }
             }
         }
         let service = snapshot.service_by_id(conn.service.0, conn.service.1);
-        let expires = now
-            + match (conn.proto, conn.state) {
-                (PROTO_TCP, TcpState::Established) => service
-                    .and_then(|s| s.established_timeout)
-                    .unwrap_or_else(|| snapshot.timeouts.tcp(TcpState::Established)),
-                (PROTO_TCP, state) => snapshot.timeouts.tcp(state),
-                _ => snapshot.timeouts.udp(),
-            };
+        let mut timeout = match (conn.proto, state) {
+            (PROTO_TCP, TcpState::Established) => service
+                .and_then(|s| s.established_timeout)
+                .unwrap_or_else(|| snapshot.timeouts.tcp(TcpState::Established)),
+            (PROTO_TCP, state) => snapshot.timeouts.tcp(state),
+            _ => snapshot.timeouts.udp(),
+        };
         let bytes = info.ip_len as u64;
         count(
             dc,
@@ -734,6 +601,11 @@ impl Worker {
             bytes,
             side == Side::Client,
         );
+        if conn.proto == PROTO_TCP && state.is_half_open() {
+            timeout = self.half_open_timeout(timeout);
+        }
+        self.conns.set_state(idx, state);
+        let expires = now + timeout;
         self.conns.set_expires(idx, expires);
         self.transmit_conn(now, idx, side, frame)
     }
@@ -812,14 +684,22 @@ fn count(
     }
 }
 
-/// Undoes what a connection holds: its local port and its place in the counters.
+/// Undoes what a connection holds: its local port, its place in the counters,
+/// and for a half-open TCP connection the real server's half (a reset, so the
+/// server does not hold the handshake while the port serves another client).
 fn release(
     id: WorkerId,
     snapshot: &Snapshot,
     local_ports: &mut LocalPortPool,
     counters: &WorkerCounters,
+    outbox: &mut Outbox,
     conn: &Conn,
 ) {
+    if conn.state.is_half_open() {
+        if let Some(reset) = Originated::reset_for(conn) {
+            outbox.push(reset);
+        }
+    }
     if conn.forward == ForwardMode::FullNat {
         local_ports.release(conn.local.0, conn.local.1);
     }

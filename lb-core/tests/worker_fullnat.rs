@@ -9,184 +9,20 @@ use lb_core::config::Config;
 use lb_core::conn::TcpState;
 use lb_core::csum;
 use lb_core::frame::Frame;
-use lb_core::ids::{PortId, WorkerId};
+use lb_core::ids::WorkerId;
 use lb_core::snapshot::Snapshot;
 use lb_core::stats::DropReason;
 use lb_core::steer::Peers;
 use lb_core::time::Instant;
 use lb_core::wire::arp::{self, ArpPacket};
 use lb_core::wire::ethernet::{self, EthernetFrame};
-use lb_core::wire::ipv4::{emit_header, Ipv4Packet, Ipv4Repr, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use lb_core::wire::ipv4::{Ipv4Packet, PROTO_ICMP};
 use lb_core::wire::tcp::{flags, TcpSegment};
 use lb_core::wire::MacAddr;
 use lb_core::worker::{Verdict, Worker, WorkerSetup};
 
-const CONFIG: &str = r#"
-ports:
-  - { name: client, device: d0, address: 10.0.1.1/24 }
-  - { name: server, device: d1, address: 10.0.2.1/24 }
-local_addresses:
-  - { address: 10.0.2.100, port: server }
-timeouts: { established: 30, time_wait: 2, close: 1, udp: 5 }
-services:
-  - address: 10.0.1.100
-    port: 80
-    protocol: tcp
-    scheduler: rr
-    real_servers:
-      - { address: 10.0.2.11 }
-      - { address: 10.0.2.12 }
-  - address: 10.0.1.100
-    port: 53
-    protocol: udp
-    scheduler: rr
-    real_servers:
-      - { address: 10.0.2.11, port: 5353 }
-"#;
-
-const CLIENT: PortId = PortId(0);
-const SERVER: PortId = PortId(1);
-const DIR_MAC: [MacAddr; 2] = [MacAddr([2, 0, 0, 0, 1, 1]), MacAddr([2, 0, 0, 0, 2, 1])];
-const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 2]);
-const RS1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 2, 11]);
-const RS2_MAC: MacAddr = MacAddr([2, 0, 0, 0, 2, 12]);
-const CIP: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 100);
-const LIP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
-const RS1: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 11);
-const RS2: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 12);
-
-fn secs(s: u64) -> Instant {
-    Instant(s * 1_000_000_000)
-}
-
-fn worker() -> Worker {
-    worker_from(CONFIG)
-}
-
-fn worker_from(text: &str) -> Worker {
-    let config = Config::from_yaml(text).unwrap();
-    let snapshot = Arc::new(Snapshot::build(&config, None, 1).unwrap());
-    let setup = WorkerSetup {
-        id: WorkerId(0),
-        port_macs: DIR_MAC.to_vec(),
-        conn_capacity: 1024,
-        seed: 7,
-        peers: Arc::new(Peers::new(1, 0)),
-    };
-    Worker::new(setup, snapshot, secs(0))
-}
-
-fn eth(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; ethernet::HEADER_LEN + payload.len()];
-    let mut e = EthernetFrame::new_checked(&mut f[..]).unwrap();
-    e.set_dst(dst);
-    e.set_src(src);
-    e.set_ethertype(ethertype);
-    e.payload_mut().copy_from_slice(payload);
-    f
-}
-
-fn arp_frame(op: u16, sender: (MacAddr, Ipv4Addr), target: (MacAddr, Ipv4Addr)) -> Vec<u8> {
-    let mut a = [0u8; arp::PACKET_LEN];
-    ArpPacket::emit(&mut a[..], op, sender, target).unwrap();
-    let dst = if op == arp::OP_REQUEST {
-        MacAddr::BROADCAST
-    } else {
-        target.0
-    };
-    eth(dst, sender.0, ethernet::ETHERTYPE_ARP, &a)
-}
-
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
-    let mut p = vec![0u8; 20 + l4.len()];
-    let repr = Ipv4Repr {
-        src,
-        dst,
-        protocol: proto,
-        payload_len: l4.len() as u16,
-        ttl: 64,
-        tos: 0,
-        ident: 1,
-        dont_fragment: true,
-    };
-    emit_header(&mut p, &repr).unwrap();
-    p[20..].copy_from_slice(l4);
-    if proto != PROTO_ICMP {
-        let at = 20 + if proto == PROTO_TCP { 16 } else { 6 };
-        let pseudo = csum::pseudo_header_v4(src, dst, proto, l4.len() as u16);
-        let sum = !csum::fold(csum::sum(&p[20..], pseudo));
-        p[at..at + 2].copy_from_slice(&sum.to_be_bytes());
-    } else {
-        let sum = csum::checksum(&p[20..]);
-        p[22..24].copy_from_slice(&sum.to_be_bytes());
-    }
-    p
-}
-
-fn tcp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), tcp_flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut t = vec![0u8; 20 + payload.len()];
-    t[0..2].copy_from_slice(&src.1.to_be_bytes());
-    t[2..4].copy_from_slice(&dst.1.to_be_bytes());
-    t[12] = 0x50;
-    t[13] = tcp_flags;
-    t[14..16].copy_from_slice(&1024u16.to_be_bytes());
-    t[20..].copy_from_slice(payload);
-    ipv4(src.0, dst.0, PROTO_TCP, &t)
-}
-
-fn udp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8]) -> Vec<u8> {
-    let mut u = vec![0u8; 8 + payload.len()];
-    u[0..2].copy_from_slice(&src.1.to_be_bytes());
-    u[2..4].copy_from_slice(&dst.1.to_be_bytes());
-    let len = u.len() as u16;
-    u[4..6].copy_from_slice(&len.to_be_bytes());
-    u[8..].copy_from_slice(payload);
-    ipv4(src.0, dst.0, PROTO_UDP, &u)
-}
-
-/// Runs a frame through the worker; returns the verdict and the frame as sent.
-/// Head- and tailroom around test frames, as an mbuf has.
-const ROOM: usize = 128;
-
-fn run(w: &mut Worker, now: Instant, port: PortId, bytes: Vec<u8>) -> (Verdict, Vec<u8>) {
-    let len = bytes.len();
-    let mut buffer = vec![0u8; ROOM + len + ROOM];
-    buffer[ROOM..ROOM + len].copy_from_slice(&bytes);
-    let mut frame = Frame::new(&mut buffer, ROOM, len);
-    let verdict = w.process(now, port, &mut frame);
-    let out = frame.data().to_vec();
-    (verdict, out)
-}
-
-fn assert_checksums_valid(frame: &[u8]) {
-    let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
-    assert!(ip.verify_checksum(), "IP checksum");
-    let l4 = csum::fold(csum::sum(ip.payload(), ip.pseudo_header_sum()));
-    assert_eq!(l4, 0xffff, "L4 checksum");
-}
-
-fn resolve_servers(w: &mut Worker) {
-    resolve_servers_at(w, secs(0));
-}
-
-/// Feeds the worker ARP replies from both servers and the client at `now`.
-fn resolve_servers_at(w: &mut Worker, now: Instant) {
-    for (ip, mac) in [(RS1, RS1_MAC), (RS2, RS2_MAC)] {
-        let reply = arp_frame(
-            arp::OP_REPLY,
-            (mac, ip),
-            (DIR_MAC[1], Ipv4Addr::new(10, 0, 2, 1)),
-        );
-        assert_eq!(run(w, now, SERVER, reply).0, Verdict::Consumed);
-    }
-    let reply = arp_frame(
-        arp::OP_REPLY,
-        (CLIENT_MAC, CIP),
-        (DIR_MAC[0], Ipv4Addr::new(10, 0, 1, 1)),
-    );
-    assert_eq!(run(w, now, CLIENT, reply).0, Verdict::Consumed);
-}
+mod common;
+use common::*;
 
 #[test]
 fn answers_arp_for_vip_and_ignores_other_addresses() {
@@ -243,7 +79,7 @@ fn next_hops_are_resolved_ahead_and_traffic_waits_for_them() {
     let mut buf = [0u8; 128];
     for rs in [RS1, RS2] {
         let mut frame = Frame::new(&mut buf, 16, 0);
-        assert_eq!(w.poll_transmit(&mut frame), Some(SERVER));
+        assert_eq!(w.poll_transmit(secs(0), &mut frame), Some(SERVER));
         let e = EthernetFrame::new_checked(frame.data()).unwrap();
         assert_eq!(e.dst(), MacAddr::BROADCAST);
         let a = ArpPacket::new_checked(e.payload()).unwrap();
@@ -253,7 +89,7 @@ fn next_hops_are_resolved_ahead_and_traffic_waits_for_them() {
         );
     }
     let mut frame = Frame::new(&mut buf, 16, 0);
-    assert_eq!(w.poll_transmit(&mut frame), None);
+    assert_eq!(w.poll_transmit(secs(0), &mut frame), None);
     assert!(!w.has_pending_transmit());
     // Until the answer comes, traffic to the server is dropped (and counted).
     let syn = eth(
@@ -478,42 +314,6 @@ fn unknown_services_and_garbage_are_dropped_and_counted() {
             "length {len}: {verdict:?}"
         );
     }
-}
-
-fn worker_with(extra: &str) -> Worker {
-    let mut w = worker_from(&format!("{CONFIG}{extra}"));
-    resolve_servers(&mut w);
-    w
-}
-
-fn client_segment(cport: u16, tcp_flags: u8) -> Vec<u8> {
-    eth(
-        DIR_MAC[0],
-        CLIENT_MAC,
-        ethernet::ETHERTYPE_IPV4,
-        &tcp((CIP, cport), (VIP, 80), tcp_flags, b""),
-    )
-}
-
-/// Sends the handshake of a client connection; returns the server it went to and
-/// the local port.
-fn handshake(w: &mut Worker, now: Instant, cport: u16) -> (Ipv4Addr, u16) {
-    let (_, out) = run(w, now, CLIENT, client_segment(cport, flags::SYN));
-    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
-    let (rs, lport) = (
-        ip.dst(),
-        TcpSegment::new_checked(ip.payload()).unwrap().src_port(),
-    );
-    let mac = if rs == RS1 { RS1_MAC } else { RS2_MAC };
-    let synack = eth(
-        DIR_MAC[1],
-        mac,
-        ethernet::ETHERTYPE_IPV4,
-        &tcp((rs, 80), (LIP, lport), flags::SYN | flags::ACK, b""),
-    );
-    assert_eq!(run(w, now, SERVER, synack).0, Verdict::Transmit(CLIENT));
-    run(w, now, CLIENT, client_segment(cport, flags::ACK));
-    (rs, lport)
 }
 
 #[test]

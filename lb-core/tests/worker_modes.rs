@@ -434,7 +434,7 @@ fn ttl_one_gets_time_exceeded_and_leaves_no_state() {
         w.free_local_ports(),
         worker("fullnat", "").free_local_ports()
     );
-    assert_eq!(w.counters().icmp_time_exceeded_sent.get(), 1);
+    assert_eq!(w.counters().defence.icmp_time_exceeded_sent.get(), 1);
     assert_eq!(drops(&w, DropReason::TtlExceeded), 1);
 }
 

@@ -215,7 +215,7 @@ pub fn status(s: &StatusView) -> String {
         for (reason, n) in w.drops.iter().filter(|(_, n)| *n > 0) {
             let _ = writeln!(out, "         drop {reason}: {n}");
         }
-        for (event, n) in w.modes.iter().filter(|(_, n)| *n > 0) {
+        for (event, n) in w.modes.iter().chain(&w.defence).filter(|(_, n)| *n > 0) {
             let _ = writeln!(out, "         {event}: {n}");
         }
     }

@@ -399,6 +399,7 @@ fn status_view(shared: &Shared, ports: &[PortInfo<'_>]) -> StatusView {
                 conn_capacity: shared.conn_capacity as u64,
                 drops: c.drops.iter().map(|(l, n)| (l.to_owned(), n)).collect(),
                 modes: c.modes.iter().map(|(l, n)| (l.to_owned(), n)).collect(),
+                defence: c.defence.iter().map(|(l, n)| (l.to_owned(), n)).collect(),
             })
             .collect(),
         ports: ports.iter().map(port_view).collect(),

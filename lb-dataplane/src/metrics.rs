@@ -391,18 +391,26 @@ pub fn render(status: &StatusView, services: &[ServiceView]) -> String {
         }
     }
 
-    {
-        let name = "lb_worker_mode_events_total";
-        let mut f = Family::new(
-            &mut out,
-            name,
-            "counter",
+    type WorkerEvents = fn(&lb_core::api::WorkerView) -> &[(String, u64)];
+    let worker_events: [(&str, &str, WorkerEvents); 2] = [
+        (
+            "lb_worker_mode_events_total",
             "What the forwarding modes did: packets sent per mode, client-address \
              carriers, ICMP, fragments.",
-        );
+            |w| &w.modes,
+        ),
+        (
+            "lb_worker_defence_events_total",
+            "What the defences against hostile traffic did: ICMP time exceeded, \
+             half-open connections shortened, evicted and reset.",
+            |w| &w.defence,
+        ),
+    ];
+    for (name, help, events) in worker_events {
+        let mut f = Family::new(&mut out, name, "counter", help);
         for w in &status.workers {
             let id = w.id.to_string();
-            for (event, n) in &w.modes {
+            for (event, n) in events(w) {
                 f.sample(name, &[("worker", &id), ("event", event)], *n);
             }
         }
@@ -673,6 +681,7 @@ mod tests {
                 conn_capacity: 65536,
                 drops: vec![("no_service".into(), 6), ("malformed".into(), 0)],
                 modes: vec![("fullnat_to_server".into(), 4)],
+                defence: vec![("halfopen_evicted".into(), 9)],
             }],
             ports: vec![PortView {
                 name: "client".into(),
@@ -696,6 +705,7 @@ mod tests {
         let text = render(&status(), &services());
         for line in [
             "lb_config_generation 7",
+            "lb_worker_defence_events_total{worker=\"0\",event=\"halfopen_evicted\"} 9",
             "lb_service_in_packets_total{service=\"udp/10.0.1.100:9000\"} 10",
             "lb_service_in_bytes_total{service=\"udp/10.0.1.100:9000\"} 1280",
             "lb_service_out_bytes_total{service=\"udp/10.0.1.100:9000\"} 999",

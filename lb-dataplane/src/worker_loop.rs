@@ -147,7 +147,9 @@ pub fn run(run: WorkerRun<'_>, shared: &Shared) {
             received += queue.rx_burst(&mut burst);
             for mbuf in burst.drain() {
                 let port = PortId(port as u16);
-                process(&mut worker, &mut out, mbuf, |w, f| w.process(now, port, f));
+                process(&mut worker, &mut out, &pool, now, mbuf, |w, f| {
+                    w.process(now, port, f)
+                });
             }
         }
         for ring in from_peers.iter_mut() {
@@ -157,19 +159,12 @@ pub fn run(run: WorkerRun<'_>, shared: &Shared) {
                     counters.drops.inc(DropReason::Malformed);
                     continue;
                 };
-                process(&mut worker, &mut out, mbuf, |w, f| {
+                process(&mut worker, &mut out, &pool, now, mbuf, |w, f| {
                     w.process_redirected(now, port, f)
                 });
             }
         }
-        while worker.has_pending_transmit() {
-            let Some(mut mbuf) = pool.alloc() else {
-                break;
-            };
-            if let Some(port) = mbuf.with_frame(|frame| worker.poll_transmit(frame)) {
-                out.dispatch(mbuf, Verdict::Transmit(port));
-            }
-        }
+        send_originated(&mut worker, &mut out, &pool, now);
         out.flush();
         worker.poll(now);
         if let Ok(request) = inbox.try_recv() {
@@ -193,6 +188,8 @@ pub fn run(run: WorkerRun<'_>, shared: &Shared) {
 fn process(
     worker: &mut Worker,
     out: &mut Outbound<'_, '_>,
+    pool: &Mempool,
+    now: Instant,
     mut mbuf: Mbuf,
     handle: impl FnOnce(&mut Worker, &mut Frame<'_>) -> Verdict,
 ) {
@@ -201,7 +198,24 @@ fn process(
         return;
     }
     let verdict = mbuf.with_frame(|frame| handle(worker, frame));
+    // What the packet made the worker originate goes first: a reset for the
+    // connection whose local port a new SYN took must reach the server before it.
+    if worker.has_pending_transmit() {
+        send_originated(worker, out, pool, now);
+    }
     out.dispatch(mbuf, verdict);
+}
+
+/// Queues every frame the worker originates (ARP requests, resets).
+fn send_originated(worker: &mut Worker, out: &mut Outbound<'_, '_>, pool: &Mempool, now: Instant) {
+    while worker.has_pending_transmit() {
+        let Some(mut mbuf) = pool.alloc() else {
+            break;
+        };
+        if let Some(port) = mbuf.with_frame(|frame| worker.poll_transmit(now, frame)) {
+            out.dispatch(mbuf, Verdict::Transmit(port));
+        }
+    }
 }
 
 fn answer(worker: &Worker, now: Instant, request: WorkerRequest) {

@@ -1,10 +1,13 @@
 //! Connection tracking: the per-worker table, the IPVS state machine, timeouts and
-//! the timer wheel that expires entries.
+//! the timer wheel that expires entries, and TCP window tracking.
 
+mod fifo;
 mod state;
 mod table;
 mod timer;
+mod window;
 
 pub use state::{next_state, Direction, TcpEvent, TcpState, Timeouts, MAX_TIMEOUT_SECS};
 pub use table::{Conn, ConnTable, InsertError, Side, SidePorts, XmitState};
 pub use timer::TimerWheel;
+pub use window::{OutOfWindow, SegmentSeq, TcpWindow};

@@ -76,6 +76,15 @@ impl TcpState {
             TcpState::Established | TcpState::SynSent | TcpState::SynRecv | TcpState::SynAck
         )
     }
+
+    /// Whether the handshake has not completed: the states a SYN flood fills
+    /// the table with.
+    pub fn is_half_open(self) -> bool {
+        matches!(
+            self,
+            TcpState::None | TcpState::SynSent | TcpState::SynRecv | TcpState::SynAck
+        )
+    }
 }
 
 impl fmt::Display for TcpState {

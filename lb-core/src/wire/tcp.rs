@@ -1,9 +1,17 @@
 //! TCP headers (RFC 9293).
 
+use std::net::Ipv4Addr;
+
+use super::ipv4::PROTO_TCP;
 use super::{get_u16, get_u32, set_u16, set_u32, WireError};
+use crate::csum;
 
 /// Length of a header without options.
 pub const MIN_HEADER_LEN: usize = 20;
+
+const OPT_END: u8 = 0;
+const OPT_NOP: u8 = 1;
+const OPT_WINDOW_SCALE: u8 = 3;
 
 /// TCP flag bits.
 pub mod flags {
@@ -73,6 +81,34 @@ impl<T: AsRef<[u8]>> TcpSegment<T> {
         self.buf.as_ref()[13]
     }
 
+    /// Advertised window, unscaled.
+    pub fn window(&self) -> u16 {
+        get_u16(self.buf.as_ref(), 14)
+    }
+
+    /// The shift of the window-scale option (RFC 7323), if the header has one.
+    pub fn window_scale(&self) -> Option<u8> {
+        let opts = self.options();
+        let mut at = 0;
+        while at < opts.len() {
+            match opts[at] {
+                OPT_END => return None,
+                OPT_NOP => at += 1,
+                kind => {
+                    let len = usize::from(*opts.get(at + 1)?);
+                    if len < 2 || at + len > opts.len() {
+                        return None;
+                    }
+                    if kind == OPT_WINDOW_SCALE && len == 3 {
+                        return Some(opts[at + 2]);
+                    }
+                    at += len;
+                }
+            }
+        }
+        None
+    }
+
     /// Checksum field.
     pub fn checksum(&self) -> u16 {
         get_u16(self.buf.as_ref(), 16)
@@ -116,6 +152,27 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpSegment<T> {
     }
 }
 
+/// Writes a bare 20-byte reset segment (no options, no payload, window 0) into
+/// the start of `buf` with a valid checksum over the IPv4 pseudo-header.
+pub fn emit_reset(
+    buf: &mut [u8],
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    seq: u32,
+) -> Result<(), WireError> {
+    let seg = buf.get_mut(..MIN_HEADER_LEN).ok_or(WireError::Truncated)?;
+    seg.fill(0);
+    set_u16(seg, 0, src.1);
+    set_u16(seg, 2, dst.1);
+    set_u32(seg, 4, seq);
+    seg[12] = (MIN_HEADER_LEN as u8 / 4) << 4;
+    seg[13] = flags::RST;
+    let pseudo = csum::pseudo_header_v4(src.0, dst.0, PROTO_TCP, MIN_HEADER_LEN as u16);
+    let sum = !csum::fold(csum::sum(seg, pseudo));
+    set_u16(seg, 16, sum);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,7 +191,47 @@ mod tests {
         assert_eq!(tcp.seq(), 1);
         assert_eq!(tcp.flags(), flags::SYN);
         assert_eq!(tcp.options(), &[0x02, 0x04, 0x05, 0xb4]);
+        assert_eq!(tcp.window(), 0xffff);
+        assert_eq!(tcp.window_scale(), None);
         assert!(tcp.payload().is_empty());
+    }
+
+    // A Linux SYN's options: MSS 1460, SACK permitted, timestamps, NOP, wscale 7.
+    const LINUX_SYN: [u8; 40] = [
+        0x9c, 0x40, 0x00, 0x50, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0xa0, 0x02, 0xfa,
+        0xf0, 0x00, 0x00, 0x00, 0x00, 0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a, 0x00, 0x00,
+        0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x01, 0x03, 0x03, 0x07,
+    ];
+
+    #[test]
+    fn finds_the_window_scale_among_other_options() {
+        let tcp = TcpSegment::new_checked(&LINUX_SYN[..]).unwrap();
+        assert_eq!(tcp.window(), 64240);
+        assert_eq!(tcp.window_scale(), Some(7));
+        let mut cut = LINUX_SYN;
+        cut[38] = 4; // a length running past the header: no option is trusted
+        assert_eq!(
+            TcpSegment::new_checked(&cut[..]).unwrap().window_scale(),
+            None
+        );
+    }
+
+    #[test]
+    fn emits_a_reset_with_a_valid_checksum() {
+        let (src, dst) = (Ipv4Addr::new(10, 0, 2, 100), Ipv4Addr::new(10, 0, 2, 11));
+        let mut buf = [0xffu8; 24];
+        emit_reset(&mut buf, (src, 1025), (dst, 80), 0x0102_0304).unwrap();
+        let tcp = TcpSegment::new_checked(&buf[..20]).unwrap();
+        assert_eq!((tcp.src_port(), tcp.dst_port()), (1025, 80));
+        assert_eq!((tcp.seq(), tcp.ack(), tcp.window()), (0x0102_0304, 0, 0));
+        assert_eq!(tcp.flags(), flags::RST);
+        let pseudo = csum::pseudo_header_v4(src, dst, PROTO_TCP, 20);
+        assert_eq!(csum::fold(csum::sum(&buf[..20], pseudo)), 0xffff);
+        assert_eq!(buf[20..], [0xff; 4], "nothing written past the header");
+        assert_eq!(
+            emit_reset(&mut buf[..19], (src, 1), (dst, 1), 0),
+            Err(WireError::Truncated)
+        );
     }
 
     #[test]

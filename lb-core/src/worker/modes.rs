@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::{count, Origin, Verdict, Worker, IP_AT};
-use crate::conn::{Conn, Side};
+use crate::conn::{Conn, SegmentSeq, Side};
 use crate::frag::FragKey;
 use crate::frame::Frame;
 use crate::ids::PortId;
@@ -19,6 +19,7 @@ use crate::stats::{DropReason, ModeCounters};
 use crate::time::Instant;
 use crate::wire::ethernet::EthernetFrame;
 use crate::wire::ipv4::{Ipv4Packet, PROTO_TCP, PROTO_UDP};
+use crate::wire::tcp::TcpSegment;
 use crate::xmit::{self, XmitError};
 
 /// What the worker does after a rewrite failed.
@@ -296,13 +297,18 @@ impl Worker {
         }
         let sport = u16::from_be_bytes([l4[0], l4[1]]);
         let dport = u16::from_be_bytes([l4[2], l4[3]]);
-        let tcp_flags = if proto == PROTO_TCP { l4[13] } else { 0 };
+        let seg = match proto {
+            PROTO_TCP => TcpSegment::new_checked(l4)
+                .map(|tcp| SegmentSeq::of(&tcp))
+                .map_err(|_| DropReason::Malformed)?,
+            _ => SegmentSeq::default(),
+        };
         let info = super::L4Info {
             key: crate::flow::FlowKey::v4(proto, src, sport, dst, dport),
-            tcp_flags,
             ip_len: ip.total_len(),
             ttl: ip.ttl(),
             port,
+            seg,
         };
         let (idx, side) = match self.conns.lookup(&info.key) {
             Some(found) => found,
@@ -312,7 +318,7 @@ impl Worker {
                         return Ok(Verdict::Redirect(owner));
                     }
                 }
-                match self.new_connection(now, &info) {
+                match self.open_connection(now, &info) {
                     Ok(idx) => (idx, Side::Client),
                     Err(DropReason::TtlExceeded) => return self.reject_ttl(now, frame),
                     Err(reason) => return Err(reason),

@@ -38,6 +38,7 @@ fn conn(proto: u8, forward: ForwardMode) -> Conn {
         expires: Instant(0),
         xmit: Default::default(),
         sides: Default::default(),
+        window: Default::default(),
     }
 }
 

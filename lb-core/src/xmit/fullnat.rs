@@ -41,6 +41,17 @@ pub fn to_client(
 
 /// Offsets of the TCP segment in the frame's IPv4 packet: (IP header length,
 /// total length); checked so that the TCP header lies inside.
+/// The real server's acknowledgement `ack` in the client's sequence space: the
+/// bytes of a PROXY header the director inserted are not the client's.
+pub fn client_ack(conn: &Conn, ack: u32) -> u32 {
+    let st = conn.xmit;
+    if st.flags & PROXY_SENT != 0 {
+        tcpopt::unshift(ack, st.seq, u32::from(st.delta))
+    } else {
+        ack
+    }
+}
+
 fn tcp_bounds(ip: &[u8]) -> Result<(usize, usize), XmitError> {
     let p = Ipv4Packet::new_checked(ip)?;
     let l4 = p.payload();
@@ -199,6 +210,7 @@ mod tests {
             expires: Instant(0),
             xmit: Default::default(),
             sides: Default::default(),
+            window: Default::default(),
         }
     }
 
