@@ -90,6 +90,24 @@ measure_baseline() {
 	echo "  slowest of $RUNS: status $BASE_STATUS ms, -L -n $BASE_LIST ms"
 }
 
+# control_wakeups: voluntary context switches of the director's main (control)
+# thread so far.
+control_wakeups() {
+	awk '$1 == "voluntary_ctxt_switches:" { print $2 }' \
+		"/proc/$E2E_DIRECTOR_PID/task/$E2E_DIRECTOR_PID/status"
+}
+
+# An idle control thread sleeps in epoll: it wakes for the 2 s statistics sample,
+# not every few milliseconds.
+control_thread_sleeps() {
+	local before after
+	before="$(control_wakeups)" || return 1
+	sleep 4
+	after="$(control_wakeups)" || return 1
+	echo "  $((after - before)) wake-ups in 4 s"
+	((after - before <= 20))
+}
+
 HOLDER_PID=""
 # open_idle_clients: a background process connects IDLE_CLIENTS clients that send
 # nothing and one that sends a byte a second, then records for each when the
@@ -263,6 +281,7 @@ echo "control_idle_clients: lab '$LAB', director $LB_DIRECTOR, socket $LB_SOCKET
 e2e_require "lab up" setup_lab
 e2e_require "director starts with $(basename "$CONFIG")" start_director
 e2e_require "baseline: $RUNS runs each of lb-ctl status and -L -n" measure_baseline
+e2e_check "the idle control thread wakes at most 20 times in 4 s" control_thread_sleeps
 e2e_require "$IDLE_CLIENTS idle clients and a slow one connect" open_idle_clients
 e2e_check "lb-ctl status: $RUNS runs within ${SLACK_MS} ms of the baseline" status_not_delayed
 e2e_check "lb-ctl -L -n: $RUNS runs within ${SLACK_MS} ms of the baseline" list_not_delayed
