@@ -9,19 +9,28 @@
 //! only then does the copy become the running configuration. Workers are never
 //! blocked: they pick the snapshot up at their next poll, and the control thread
 //! only reads their counters.
+//!
+//! The thread runs a single-threaded tokio runtime and sleeps in epoll until a
+//! client, the sampling timer or a signal needs it. Every control-socket client
+//! and every metrics connection is its own task (see [`client`] and
+//! [`metrics::http`]), bounded in request size and in time, so a slow or idle
+//! client never delays another. The state that answers requests (the
+//! [`Reloader`], the [`StatsBook`], [`Shared`], the ports) belongs to one task
+//! only, the event loop of [`ControlSocket::serve`]: client tasks hand it their
+//! parsed requests over a channel, and it answers them one at a time in arrival
+//! order, which keeps every edit atomic and serialized without a lock.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lb_core::api::{
-    Command, ConnView, Edit, PortView, RealServerView, Request, Response, ServiceKey, ServiceView,
-    StatusView, WorkerView, DEFAULT_CONNECTION_LIMIT, VERSION,
+    Command, ConnView, Edit, PortView, RealServerView, Response, ServiceKey, ServiceView,
+    StatusView, WorkerView, DEFAULT_CONNECTION_LIMIT,
 };
 use lb_core::config::Config;
 use lb_core::edit::EditError;
@@ -30,9 +39,17 @@ use lb_core::snapshot::Snapshot;
 use lb_core::wire::MacAddr;
 use lb_core::worker::ListedConn;
 
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+
 use crate::dpdk::Port;
-use crate::metrics::{self, MetricsServer, StatsBook};
+use crate::metrics::http::RenderRequest;
+use crate::metrics::{self, MetricsServer, StatsBook, SAMPLE_INTERVAL};
 use crate::shared::Shared;
+
+pub mod client;
+
+use client::{Limits, Pending};
 
 /// Keeps the running configuration and changes it: edits from lb-ctl, and the
 /// configuration file again on `lb-ctl reload` and SIGHUP.
@@ -120,11 +137,9 @@ pub struct ControlSocket {
     path: PathBuf,
 }
 
-/// Connections handled per turn of the control loop before it looks at its other
-/// duties (statistics, metrics, SIGHUP).
-const ACCEPTS_PER_TURN: usize = 64;
-/// Nap of an idle control loop: bounds lb-ctl's latency, costs nothing measurable.
-const IDLE_NAP: Duration = Duration::from_millis(2);
+/// Requests queued for the state owner; a client whose request does not fit
+/// waits in its own task.
+const QUEUE: usize = 64;
 
 impl ControlSocket {
     /// Binds `path` with mode 0600 (root only). The socket is bound under a
@@ -152,60 +167,31 @@ impl ControlSocket {
     }
 
     /// Serves requests, SIGHUP reloads, statistics sampling and the metrics
-    /// endpoint until the director stops.
+    /// endpoint until SIGTERM or SIGINT. Fails only when the runtime cannot be set
+    /// up; the caller then stops the director.
     pub fn serve(
         &self,
         shared: &Shared,
         ports: &[PortInfo<'_>],
         reloader: &mut Reloader,
-        mut metrics: Option<MetricsServer>,
-    ) {
-        let mut control = Control {
+        metrics: Option<MetricsServer>,
+    ) -> Result<(), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| format!("control: cannot start the runtime: {e}"))?;
+        let control = Control {
             shared,
             ports,
             reloader,
             book: StatsBook::default(),
         };
-        control
-            .book
-            .sample(&shared.published.load(), Instant::now());
-        while !shared.stopping() {
-            let mut busy = false;
-            if control.reloader.requested.swap(false, Ordering::Relaxed) {
-                match control.reloader.reload(shared) {
-                    Ok(g) => {
-                        eprintln!("lb-director: SIGHUP: configuration generation {g} in force")
-                    }
-                    Err(e) => eprintln!("lb-director: SIGHUP: {e}"),
-                }
-            }
-            let now = Instant::now();
-            if control.book.is_due(now) {
-                control.book.sample(&shared.published.load(), now);
-            }
-            for _ in 0..ACCEPTS_PER_TURN {
-                match self.listener.accept() {
-                    Ok((stream, _)) => {
-                        busy = true;
-                        if let Err(e) = control.handle(stream) {
-                            eprintln!("lb-director: control: {e}");
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        eprintln!("lb-director: control: accept: {e}");
-                        std::thread::sleep(Duration::from_millis(200));
-                        break;
-                    }
-                }
-            }
-            if let Some(server) = metrics.as_mut() {
-                busy |= server.poll(|| control.metrics_text());
-            }
-            if !busy {
-                std::thread::sleep(IDLE_NAP);
-            }
-        }
+        let listener = self
+            .listener
+            .try_clone()
+            .map_err(|e| format!("control.socket: {e}"))?;
+        runtime.block_on(control.run(listener, metrics))
     }
 }
 
@@ -215,7 +201,7 @@ impl Drop for ControlSocket {
     }
 }
 
-/// What the control loop works with.
+/// What the control thread's state owner works with.
 struct Control<'a, 'p> {
     shared: &'a Shared,
     ports: &'a [PortInfo<'p>],
@@ -224,23 +210,76 @@ struct Control<'a, 'p> {
 }
 
 impl Control<'_, '_> {
-    fn handle(&mut self, stream: UnixStream) -> std::io::Result<()> {
-        stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-        let mut line = String::new();
-        BufReader::new(&stream).read_line(&mut line)?;
-        let response = match serde_json::from_str::<Request>(&line) {
-            Err(e) => Response::error(format!("malformed request: {e}")),
-            Ok(r) if r.version != VERSION => Response::error(format!(
-                "protocol version {} not supported (this director speaks {VERSION})",
-                r.version
-            )),
-            Ok(r) => self.answer(r.command),
-        };
-        let mut text = serde_json::to_string(&response).map_err(std::io::Error::other)?;
-        text.push('\n');
-        (&stream).write_all(text.as_bytes())
+    /// The control thread's event loop: the one task that owns the state. It
+    /// accepts clients (each then runs as its own task), answers their parsed
+    /// requests one at a time in arrival order, samples statistics and handles
+    /// signals; between events the thread sleeps in epoll.
+    async fn run(
+        mut self,
+        listener: UnixListener,
+        metrics: Option<MetricsServer>,
+    ) -> Result<(), String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listener = tokio::net::UnixListener::from_std(listener)
+            .map_err(|e| format!("control.socket: {e}"))?;
+        let listen = |kind| signal(kind).map_err(|e| format!("signal handler: {e}"));
+        let (mut hangup, mut terminate, mut interrupt) = (
+            listen(SignalKind::hangup())?,
+            listen(SignalKind::terminate())?,
+            listen(SignalKind::interrupt())?,
+        );
+        let (requests_tx, mut requests) = mpsc::channel::<Pending>(QUEUE);
+        let (renders_tx, mut renders) = mpsc::channel::<RenderRequest>(QUEUE);
+        if let Some(server) = metrics {
+            tokio::spawn(server.serve(renders_tx));
+        }
+        let mut sampling = tokio::time::interval(SAMPLE_INTERVAL);
+        sampling.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // A SIGHUP that arrived before the handlers above were installed.
+        self.reload_if_requested();
+        while !self.shared.stopping() {
+            tokio::select! {
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+                _ = hangup.recv() => self.reload_if_requested(),
+                at = sampling.tick() => {
+                    self.book.sample(&self.shared.published.load(), at.into_std());
+                }
+                Some(pending) = requests.recv() => {
+                    let _ = pending.reply.send(self.answer(pending.command));
+                }
+                Some(reply) = renders.recv() => {
+                    let _ = reply.send(self.metrics_text());
+                }
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let owner = requests_tx.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = client::serve(stream, owner, Limits::CONTROL).await {
+                                eprintln!("lb-director: control: {e}");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        // Out of descriptors, typically: let clients finish first.
+                        eprintln!("lb-director: control: accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// Reloads the file if SIGHUP asked for it (the signal-hook flag is set by
+    /// the same signal that wakes the loop).
+    fn reload_if_requested(&mut self) {
+        if self.reloader.requested.swap(false, Ordering::Relaxed) {
+            match self.reloader.reload(self.shared) {
+                Ok(g) => eprintln!("lb-director: SIGHUP: configuration generation {g} in force"),
+                Err(e) => eprintln!("lb-director: SIGHUP: {e}"),
+            }
+        }
     }
 
     fn answer(&mut self, command: Command) -> Response {

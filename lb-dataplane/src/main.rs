@@ -8,7 +8,7 @@
 use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -365,8 +365,11 @@ fn run(
             let shared = &shared;
             scope.spawn(move || worker_loop::run(run, shared));
         }
-        socket.serve(&shared, &port_info, &mut reloader, metrics);
-    });
+        let served = socket.serve(&shared, &port_info, &mut reloader, metrics);
+        // However the control thread ended, the workers stop with it.
+        shared.stop.store(true, Ordering::Relaxed);
+        served
+    })?;
     eprintln!("lb-director: stopped");
     Ok(())
 }

@@ -8,19 +8,21 @@
 //!   as its value minus the value it had when zeroed.
 //! * [`render`] writes the Prometheus text exposition (format 0.0.4) of the raw,
 //!   monotonic counters.
-//! * [`MetricsServer`] is a minimal HTTP/1.1 responder for `GET /metrics`, driven
-//!   by the control loop without blocking it: non-blocking accept and reads, one
-//!   response per connection.
+//! * [`MetricsServer`] (in [`http`]) is a minimal HTTP/1.1 responder for
+//!   `GET /metrics` on the control thread's tokio runtime.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use lb_core::api::{Rates, ServiceKey, ServiceView, StatusView};
 use lb_core::service::TrafficTotals;
 use lb_core::snapshot::Snapshot;
+
+pub mod http;
+
+pub use http::MetricsServer;
 
 /// How often counters are sampled for rates (IPVS's estimator period).
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
@@ -52,12 +54,6 @@ fn fields(t: &TrafficTotals) -> [u64; 5] {
 }
 
 impl StatsBook {
-    /// Whether a sample is due at `now`.
-    pub fn is_due(&self, now: Instant) -> bool {
-        self.last_sample
-            .is_none_or(|t| now.duration_since(t) >= SAMPLE_INTERVAL)
-    }
-
     /// Samples every counter of `snapshot`; forgets objects that are gone.
     pub fn sample(&mut self, snapshot: &Snapshot, now: Instant) {
         let elapsed = self
@@ -476,146 +472,6 @@ pub fn render(status: &StatusView, services: &[ServiceView]) -> String {
     out
 }
 
-// ------------------------------------------------------------------ HTTP
-
-/// Connections waiting for their request at once; more are refused.
-const MAX_CLIENTS: usize = 16;
-/// Time a client has to send its request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest request accepted.
-const MAX_REQUEST: usize = 8192;
-
-/// The `/metrics` HTTP endpoint.
-#[derive(Debug)]
-pub struct MetricsServer {
-    listener: TcpListener,
-    clients: Vec<Client>,
-}
-
-#[derive(Debug)]
-struct Client {
-    stream: TcpStream,
-    request: Vec<u8>,
-    since: Instant,
-}
-
-impl MetricsServer {
-    /// Listens on `addr`.
-    pub fn bind(addr: SocketAddr) -> Result<Self, String> {
-        let listener = TcpListener::bind(addr)
-            .map_err(|e| format!("control.metrics: cannot listen on {addr}: {e}"))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("control.metrics: {e}"))?;
-        Ok(MetricsServer {
-            listener,
-            clients: Vec::new(),
-        })
-    }
-
-    /// The address listened on.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// Accepts new connections, reads what requests have arrived and answers the
-    /// complete ones (`render` makes the body of `/metrics`). Never waits for a
-    /// client; returns whether there was anything to do.
-    pub fn poll(&mut self, mut render: impl FnMut() -> String) -> bool {
-        let mut busy = false;
-        while self.clients.len() < MAX_CLIENTS {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    busy = true;
-                    if stream.set_nonblocking(true).is_ok() {
-                        self.clients.push(Client {
-                            stream,
-                            request: Vec::new(),
-                            since: Instant::now(),
-                        });
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        let now = Instant::now();
-        self.clients.retain_mut(|c| {
-            let mut buf = [0u8; 2048];
-            loop {
-                match c.stream.read(&mut buf) {
-                    Ok(0) => return false,
-                    Ok(n) => {
-                        busy = true;
-                        c.request.extend_from_slice(&buf[..n]);
-                        if let Some(head) = request_head(&c.request) {
-                            respond(&mut c.stream, head, &mut render);
-                            return false;
-                        }
-                        if c.request.len() > MAX_REQUEST {
-                            let _ = reply(&mut c.stream, "431 Request Header Fields Too Large", "");
-                            return false;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(_) => return false,
-                }
-            }
-            now.duration_since(c.since) < REQUEST_TIMEOUT
-        });
-        busy
-    }
-}
-
-/// The request line, once the whole head (up to the blank line) has arrived.
-fn request_head(request: &[u8]) -> Option<&str> {
-    let end = request
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .or_else(|| request.windows(2).position(|w| w == b"\n\n"))?;
-    let head = std::str::from_utf8(&request[..end]).ok().unwrap_or("");
-    Some(head.lines().next().unwrap_or(""))
-}
-
-fn respond(stream: &mut TcpStream, request_line: &str, render: &mut impl FnMut() -> String) {
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let _ = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => {
-            let body = render();
-            let body = if method == "HEAD" {
-                String::new()
-            } else {
-                body
-            };
-            reply(stream, "200 OK", &body)
-        }
-        ("GET" | "HEAD", "/") => reply(
-            stream,
-            "200 OK",
-            "lb-director: Prometheus metrics at /metrics\n",
-        ),
-        ("GET" | "HEAD", _) => reply(stream, "404 Not Found", "not found\n"),
-        _ => reply(stream, "405 Method Not Allowed", "only GET\n"),
-    };
-}
-
-fn reply(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
-    // The answer is small; a blocking write with a deadline keeps the code simple
-    // and the control loop bounded even against a client that stops reading.
-    stream.set_nonblocking(false)?;
-    stream.set_write_timeout(Some(Duration::from_secs(1)))?;
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
-    stream.flush()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -767,9 +623,7 @@ services:
         let c = svc.counters.worker(WorkerId(0));
         let mut book = StatsBook::default();
         let t0 = Instant::now();
-        assert!(book.is_due(t0));
         book.sample(&snapshot, t0);
-        assert!(!book.is_due(t0 + Duration::from_secs(1)));
         c.in_packets.add(1000);
         c.in_bytes.add(100_000);
         c.conns.add(10);
@@ -801,34 +655,5 @@ services:
             }),
         );
         assert_eq!(book.shown(svc.serial, svc.counters.totals()).in_packets, 7);
-    }
-
-    #[test]
-    fn http_endpoint_answers_get_metrics() {
-        let mut server = MetricsServer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = server.local_addr().unwrap();
-        let client = std::thread::spawn(move || {
-            let get = |path: &str| {
-                let mut s = TcpStream::connect(addr).unwrap();
-                write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-                let mut answer = String::new();
-                s.read_to_string(&mut answer).unwrap();
-                answer
-            };
-            (get("/metrics"), get("/nope"))
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !client.is_finished() && Instant::now() < deadline {
-            server.poll(|| "lb_config_generation 1\n".to_owned());
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let (metrics, missing) = client.join().unwrap();
-        assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
-        assert!(metrics.contains("Content-Length: 23\r\n"), "{metrics}");
-        assert!(
-            metrics.ends_with("\r\n\r\nlb_config_generation 1\n"),
-            "{metrics}"
-        );
-        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     }
 }
