@@ -16,6 +16,7 @@ pub mod frag;
 pub mod frame;
 pub mod ids;
 pub mod laddr;
+pub mod meta;
 pub mod neigh;
 pub mod persist;
 pub mod ratelimit;

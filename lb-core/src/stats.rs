@@ -86,9 +86,17 @@ macro_rules! reason_counters {
         }
 
         /// One counter per reason.
-        #[derive(Debug, Default)]
+        #[derive(Debug)]
         pub struct $counters {
             counts: [Counter; $reason::ALL.len()],
+        }
+
+        impl Default for $counters {
+            fn default() -> Self {
+                $counters {
+                    counts: std::array::from_fn(|_| Counter::default()),
+                }
+            }
         }
 
         impl $counters {
@@ -122,8 +130,11 @@ reason_counters!(
     DropReason, DropCounters {
         /// Too short or inconsistent headers, bad IP header checksum.
         Malformed => "malformed",
-        /// An Ethernet type the director does not handle.
+        /// An Ethernet type the director does not handle (more than two VLAN
+        /// tags included).
         UnsupportedEthertype => "unsupported_ethertype",
+        /// A VLAN-tagged frame for a VLAN none of the director's ports is on.
+        UnknownVlan => "unknown_vlan",
         /// An IP protocol the director does not handle for this address.
         UnsupportedProtocol => "unsupported_protocol",
         /// Addressed to a VIP and port with no service.

@@ -17,6 +17,7 @@ use crate::frame::Frame;
 use crate::ids::{PortId, WorkerId};
 use crate::laddr::port_owner;
 use crate::laddr::LocalPortPool;
+use crate::meta::{Ipv4Meta, L4Meta, PacketMeta};
 use crate::neigh::NeighTable;
 use crate::ratelimit::{TokenBucket, ICMP_ERRORS_PER_SECOND, ICMP_ERROR_BURST};
 use crate::route::NextHop;
@@ -28,9 +29,8 @@ use crate::time::Instant;
 use crate::wire::arp::{self, ArpPacket};
 use crate::wire::ethernet::{self, EthernetFrame};
 use crate::wire::icmp::{self, IcmpPacket};
-use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
-use crate::wire::tcp::{flags, TcpSegment};
-use crate::wire::udp::UdpDatagram;
+use crate::wire::ipv4::{Ipv4Packet, PROTO_TCP};
+use crate::wire::tcp::flags;
 use crate::wire::MacAddr;
 use crate::xmit;
 
@@ -315,19 +315,21 @@ impl Worker {
         frame: &mut Frame<'_>,
         origin: Origin,
     ) -> Result<Verdict, DropReason> {
-        let eth = EthernetFrame::new_checked(frame.data()).map_err(|_| DropReason::Malformed)?;
-        let ethertype = eth.ethertype();
+        let meta = PacketMeta::parse(frame.data())?;
+        if meta.is_tagged() {
+            return Err(DropReason::UnknownVlan);
+        }
         if origin == Origin::Port {
             let ours = *self
                 .port_macs
                 .get(port.index())
                 .ok_or(DropReason::Malformed)?;
-            guard::check_mac(eth.dst(), ours, ethertype)?;
+            guard::check_mac(meta.dst_mac, ours, meta.ethertype)?;
         }
-        match ethertype {
-            ethernet::ETHERTYPE_ARP => self.on_arp(now, port, frame),
-            ethernet::ETHERTYPE_IPV4 => self.on_ipv4(now, port, frame, origin),
-            _ => Err(DropReason::UnsupportedEthertype),
+        match meta.ipv4 {
+            Some(ip) => self.on_ipv4(now, port, frame, origin, &ip),
+            None if meta.is_arp() => self.on_arp(now, port, frame),
+            None => Err(DropReason::UnsupportedEthertype),
         }
     }
 
@@ -385,41 +387,27 @@ impl Worker {
         port: PortId,
         frame: &mut Frame<'_>,
         origin: Origin,
+        ip: &Ipv4Meta,
     ) -> Result<Verdict, DropReason> {
-        let ip =
-            Ipv4Packet::new_checked(&frame.data()[IP_AT..]).map_err(|_| DropReason::Malformed)?;
-        if !ip.verify_checksum() {
-            return Err(DropReason::Malformed);
-        }
-        let (src, dst, proto, ttl) = (ip.src(), ip.dst(), ip.protocol(), ip.ttl());
-        let ip_len = ip.total_len();
+        let (src, dst, proto) = (ip.src, ip.dst, ip.proto);
         if origin == Origin::Port {
             guard::check_source(&self.snapshot, port, src, dst)?;
-            let header = &frame.data()[IP_AT..IP_AT + ip.header_len()];
+            let header = &frame.data()[IP_AT..IP_AT + usize::from(ip.header_len)];
             guard::check_options(&self.snapshot, header, dst)?;
         }
         // Ethernet padding and trailing bytes never travel on with the packet.
         frame
-            .set_len(IP_AT + ip_len)
+            .set_len(IP_AT + usize::from(ip.total_len))
             .map_err(|_| DropReason::Malformed)?;
-        let ip =
-            Ipv4Packet::new_checked(&frame.data()[IP_AT..]).map_err(|_| DropReason::Malformed)?;
         if ip.is_fragment() {
-            return self.on_fragment(now, port, frame, origin);
+            return self.on_fragment(now, port, frame, origin, ip);
         }
-        let (sport, dport, seg) = match proto {
-            PROTO_TCP => {
-                let tcp =
-                    TcpSegment::new_checked(ip.payload()).map_err(|_| DropReason::Malformed)?;
-                (tcp.src_port(), tcp.dst_port(), SegmentSeq::of(&tcp))
+        let (sport, dport) = match ip.l4 {
+            L4Meta::Tcp { sport, dport, .. } | L4Meta::Udp { sport, dport } => (sport, dport),
+            L4Meta::Icmp { msg_type, .. } => {
+                return self.on_icmp(now, port, frame, dst, msg_type, origin)
             }
-            PROTO_UDP => {
-                let udp =
-                    UdpDatagram::new_checked(ip.payload()).map_err(|_| DropReason::Malformed)?;
-                (udp.src_port(), udp.dst_port(), SegmentSeq::default())
-            }
-            PROTO_ICMP => return self.on_icmp(now, port, frame, dst, origin),
-            _ => {
+            L4Meta::None => {
                 return Err(match self.snapshot.local_kind(IpAddr::V4(dst)) {
                     Some(_) => DropReason::UnsupportedProtocol,
                     None => DropReason::NotLocal,
@@ -428,10 +416,10 @@ impl Worker {
         };
         let info = L4Info {
             key: FlowKey::v4(proto, src, sport, dst, dport),
-            ip_len,
-            ttl,
+            ip_len: usize::from(ip.total_len),
+            ttl: ip.ttl,
             port,
-            seg,
+            seg: ip.segment(),
         };
         if let Some((idx, side)) = self.conns.lookup(&info.key) {
             if !self.starts_afresh(idx, side, &info) {
@@ -616,12 +604,9 @@ impl Worker {
         port: PortId,
         frame: &mut Frame<'_>,
         dst: Ipv4Addr,
+        msg_type: u8,
         origin: Origin,
     ) -> Result<Verdict, DropReason> {
-        let msg_type = Ipv4Packet::new_checked(&frame.data()[IP_AT..])
-            .ok()
-            .and_then(|ip| ip.payload().first().copied())
-            .ok_or(DropReason::Malformed)?;
         if xmit::icmp::is_error(msg_type) {
             // Errors about tracked connections, from either side, wherever they
             // are addressed (a NAT server's go to the client's address).

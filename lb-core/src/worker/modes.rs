@@ -8,7 +8,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::{count, Origin, Verdict, Worker, IP_AT};
-use crate::conn::{Conn, SegmentSeq, Side};
+use crate::conn::{Conn, Side};
+use crate::meta::Ipv4Meta;
 use crate::frag::FragKey;
 use crate::frame::Frame;
 use crate::ids::PortId;
@@ -19,7 +20,6 @@ use crate::stats::{DropReason, ModeCounters};
 use crate::time::Instant;
 use crate::wire::ethernet::EthernetFrame;
 use crate::wire::ipv4::{Ipv4Packet, PROTO_TCP, PROTO_UDP};
-use crate::wire::tcp::TcpSegment;
 use crate::xmit::{self, XmitError};
 
 /// What the worker does after a rewrite failed.
@@ -268,47 +268,33 @@ impl Worker {
         port: PortId,
         frame: &mut Frame<'_>,
         origin: Origin,
+        ip: &Ipv4Meta,
     ) -> Result<Verdict, DropReason> {
-        let ip =
-            Ipv4Packet::new_checked(&frame.data()[IP_AT..]).map_err(|_| DropReason::Malformed)?;
-        let (src, dst, proto) = (ip.src(), ip.dst(), ip.protocol());
+        let proto = ip.proto;
         let fkey = FragKey {
-            src,
-            dst,
-            ident: ip.ident(),
+            src: ip.src,
+            dst: ip.dst,
+            ident: ip.ident,
             proto,
         };
         if proto != PROTO_TCP && proto != PROTO_UDP {
             return Err(DropReason::Fragment);
         }
-        if ip.frag_offset() != 0 {
+        if ip.frag_offset != 0 {
             let (idx, side) = self
                 .frags
                 .lookup(&fkey, now)
                 .ok_or(DropReason::FragUnmatched)?;
             return self.forward_fragment(now, port, idx, side, frame, fkey);
         }
-        // The first fragment: it has the ports (at least 8 bytes of any
-        // fragment's data), and a TCP header unless someone fragments within it.
-        let l4 = ip.payload();
-        let min = if proto == PROTO_TCP { 20 } else { 8 };
-        if l4.len() < min {
-            return Err(DropReason::Malformed);
-        }
-        let sport = u16::from_be_bytes([l4[0], l4[1]]);
-        let dport = u16::from_be_bytes([l4[2], l4[3]]);
-        let seg = match proto {
-            PROTO_TCP => TcpSegment::new_checked(l4)
-                .map(|tcp| SegmentSeq::of(&tcp))
-                .map_err(|_| DropReason::Malformed)?,
-            _ => SegmentSeq::default(),
-        };
+        // The first fragment: the parse found its ports (and its TCP header).
+        let key = ip.flow_key().ok_or(DropReason::Malformed)?;
         let info = super::L4Info {
-            key: crate::flow::FlowKey::v4(proto, src, sport, dst, dport),
-            ip_len: ip.total_len(),
-            ttl: ip.ttl(),
+            key,
+            ip_len: usize::from(ip.total_len),
+            ttl: ip.ttl,
             port,
-            seg,
+            seg: ip.segment(),
         };
         let (idx, side) = match self.conns.lookup(&info.key) {
             Some(found) => found,
