@@ -245,8 +245,8 @@ mod tests {
     fn tcp_syn() -> Vec<u8> {
         let mut f = vec![
             2, 0, 0, 0, 1, 1, 2, 0, 0, 0, 1, 2, 0x08, 0x00, // Ethernet
-            0x45, 0x00, 0x00, 0x2c, 0x00, 0x01, 0x40, 0x00, 0x40, 0x06, 0x00, 0x00, 10, 0, 1, 2, 10,
-            0, 1, 100, // IPv4, checksum filled below
+            0x45, 0x00, 0x00, 0x2c, 0x00, 0x01, 0x40, 0x00, 0x40, 0x06, 0x00, 0x00, 10, 0, 1, 2,
+            10, 0, 1, 100, // IPv4, checksum filled below
             0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x60, 0x02, 0xff, 0xff, 0, 0, 0, 0,
             0x02, 0x04, 0x05, 0xb4, // TCP with MSS 1460
         ];
@@ -268,7 +268,10 @@ mod tests {
     #[test]
     fn parses_a_tcp_syn() {
         let meta = PacketMeta::parse(&tcp_syn()).unwrap();
-        assert_eq!((meta.l2_len, meta.ethertype, meta.vlans), (14, 0x0800, [0, 0]));
+        assert_eq!(
+            (meta.l2_len, meta.ethertype, meta.vlans),
+            (14, 0x0800, [0, 0])
+        );
         let ip = meta.ipv4.unwrap();
         assert_eq!((ip.header_len, ip.total_len, ip.ttl), (20, 44, 64));
         assert!(!ip.is_fragment());
@@ -283,7 +286,10 @@ mod tests {
             ))
         );
         let seg = ip.segment();
-        assert_eq!((seg.flags, seg.seq, seg.window, seg.payload_len), (flags::SYN, 1, 0xffff, 0));
+        assert_eq!(
+            (seg.flags, seg.seq, seg.window, seg.payload_len),
+            (flags::SYN, 1, 0xffff, 0)
+        );
     }
 
     #[test]
@@ -291,15 +297,28 @@ mod tests {
         let plain = tcp_syn();
         let one = tagged(&plain, &[(ETHERTYPE_VLAN, 100)]);
         let meta = PacketMeta::parse(&one).unwrap();
-        assert_eq!((meta.l2_len, meta.vlans, meta.ethertype), (18, [100, 0], 0x0800));
+        assert_eq!(
+            (meta.l2_len, meta.vlans, meta.ethertype),
+            (18, [100, 0], 0x0800)
+        );
         assert!(meta.is_tagged());
         assert_eq!(meta.ipv4, PacketMeta::parse(&plain).unwrap().ipv4);
         let two = tagged(&plain, &[(ETHERTYPE_QINQ, 7), (ETHERTYPE_VLAN, 4095)]);
         let meta = PacketMeta::parse(&two).unwrap();
         assert_eq!((meta.l2_len, meta.vlans), (22, [7, 4095]));
         assert!(meta.ipv4.is_some());
-        let three = tagged(&plain, &[(ETHERTYPE_QINQ, 1), (ETHERTYPE_VLAN, 2), (ETHERTYPE_VLAN, 3)]);
-        assert_eq!(PacketMeta::parse(&three), Err(DropReason::UnsupportedEthertype));
+        let three = tagged(
+            &plain,
+            &[
+                (ETHERTYPE_QINQ, 1),
+                (ETHERTYPE_VLAN, 2),
+                (ETHERTYPE_VLAN, 3),
+            ],
+        );
+        assert_eq!(
+            PacketMeta::parse(&three),
+            Err(DropReason::UnsupportedEthertype)
+        );
     }
 
     #[test]

@@ -34,12 +34,14 @@ use crate::wire::tcp::flags;
 use crate::wire::MacAddr;
 use crate::xmit;
 
+mod burst;
 mod guard;
 mod halfopen;
 mod modes;
 mod open;
 mod originate;
 
+pub use burst::{Burst, MAX_BURST};
 use originate::{Originated, Outbox};
 
 /// What the caller does with a frame after [`Worker::process`].
@@ -249,13 +251,6 @@ impl Worker {
             .collect()
     }
 
-    /// Handles one frame received on `port` at `now`.
-    pub fn process(&mut self, now: Instant, port: PortId, frame: &mut Frame<'_>) -> Verdict {
-        self.counters.rx_packets.inc();
-        self.counters.rx_bytes.add(frame.len() as u64);
-        self.handle(now, port, frame, Origin::Port)
-    }
-
     /// Handles a frame another worker received on `port` and handed over because
     /// this worker owns its connection. It is never handed on again.
     pub fn process_redirected(
@@ -265,7 +260,8 @@ impl Worker {
         frame: &mut Frame<'_>,
     ) -> Verdict {
         self.counters.redirects_in.inc();
-        self.handle(now, port, frame, Origin::Peer)
+        let meta = PacketMeta::parse(frame.data());
+        self.handle(now, port, frame, Origin::Peer, meta)
     }
 
     fn handle(
@@ -274,8 +270,9 @@ impl Worker {
         port: PortId,
         frame: &mut Frame<'_>,
         origin: Origin,
+        meta: Result<PacketMeta, DropReason>,
     ) -> Verdict {
-        match self.dispatch(now, port, frame, origin) {
+        match meta.and_then(|meta| self.dispatch(now, port, frame, origin, &meta)) {
             Ok(Verdict::Redirect(owner)) => {
                 self.counters.redirects_out.inc();
                 Verdict::Redirect(owner)
@@ -314,8 +311,8 @@ impl Worker {
         port: PortId,
         frame: &mut Frame<'_>,
         origin: Origin,
+        meta: &PacketMeta,
     ) -> Result<Verdict, DropReason> {
-        let meta = PacketMeta::parse(frame.data())?;
         if meta.is_tagged() {
             return Err(DropReason::UnknownVlan);
         }

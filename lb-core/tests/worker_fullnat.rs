@@ -12,14 +12,13 @@ use lb_core::frame::Frame;
 use lb_core::ids::WorkerId;
 use lb_core::snapshot::Snapshot;
 use lb_core::stats::DropReason;
-use lb_core::steer::Peers;
 use lb_core::time::Instant;
 use lb_core::wire::arp::{self, ArpPacket};
 use lb_core::wire::ethernet::{self, EthernetFrame};
 use lb_core::wire::ipv4::{Ipv4Packet, PROTO_ICMP};
 use lb_core::wire::tcp::{flags, TcpSegment};
 use lb_core::wire::MacAddr;
-use lb_core::worker::{Verdict, Worker, WorkerSetup};
+use lb_core::worker::{Verdict, Worker};
 
 mod common;
 use common::*;
@@ -418,31 +417,6 @@ fn connections_of_a_removed_server_die_or_linger_by_policy() {
         assert_eq!(verdict, Verdict::Drop(DropReason::DestRemoved));
         assert_eq!(w.connections().count(), usize::from(!expire));
     }
-}
-
-/// `n` workers of one director configured by `text`. Only worker 0 hears the
-/// ARP replies of the servers and the client; the others learn them from it.
-fn workers_sharing(text: &str, n: u16) -> Vec<Worker> {
-    let config = Config::from_yaml(text).unwrap();
-    let snapshot = Arc::new(Snapshot::build(&config, None, usize::from(n)).unwrap());
-    let peers = Arc::new(Peers::new(usize::from(n), 5));
-    let mut workers: Vec<Worker> = (0..n)
-        .map(|w| {
-            let setup = WorkerSetup {
-                id: WorkerId(w),
-                port_macs: DIR_MAC.to_vec(),
-                conn_capacity: 1024,
-                seed: 7,
-                peers: peers.clone(),
-            };
-            Worker::new(setup, snapshot.clone(), secs(0))
-        })
-        .collect();
-    resolve_servers(&mut workers[0]);
-    for w in &mut workers[1..] {
-        w.poll(secs(0));
-    }
-    workers
 }
 
 /// Two workers sharing one director: replies that land on the wrong worker are

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use lb_core::frame::Frame;
 use lb_core::ids::PortId;
 use lb_core::stats::{DropReason, WorkerCounters};
 use lb_core::time::Instant;
@@ -58,6 +57,8 @@ struct Outbound<'r, 'p> {
     tx: Vec<MbufArray>,
     peers: &'r mut [Option<Producer>],
     redirect: Vec<MbufArray>,
+    /// Frames dropped in the current burst, freed together.
+    dropped: MbufArray,
     counters: &'r WorkerCounters,
 }
 
@@ -86,8 +87,18 @@ impl Outbound<'_, '_> {
                 );
             }
             // Dropping the mbuf frees it; the core counted the reason.
-            Verdict::Consumed | Verdict::Drop(_) => {}
+            Verdict::Consumed | Verdict::Drop(_) => {
+                if let Err(mbuf) = self.dropped.push(mbuf) {
+                    self.free_dropped();
+                    drop(mbuf);
+                }
+            }
         }
+    }
+
+    /// Frees the burst's dropped frames in one call.
+    fn free_dropped(&mut self) {
+        self.dropped.clear();
     }
 
     fn flush(&mut self) {
@@ -128,6 +139,7 @@ pub fn run(run: WorkerRun<'_>, shared: &Shared) {
     let mut out = Outbound {
         tx: tx.iter().map(|_| MbufArray::new()).collect(),
         redirect: to_peers.iter().map(|_| MbufArray::new()).collect(),
+        dropped: MbufArray::new(),
         tx_queues: &mut tx,
         peers: &mut to_peers,
         counters: &counters,
@@ -144,13 +156,22 @@ pub fn run(run: WorkerRun<'_>, shared: &Shared) {
         }
         let mut received = 0;
         for (port, queue) in rx.iter_mut().enumerate() {
-            received += queue.rx_burst(&mut burst);
-            for mbuf in burst.drain() {
-                let port = PortId(port as u16);
-                process(&mut worker, &mut out, &pool, now, mbuf, |w, f| {
-                    w.process(now, port, f)
-                });
+            let n = queue.rx_burst(&mut burst);
+            if n == 0 {
+                continue;
             }
+            received += n;
+            let port = PortId(port as u16);
+            let mut verdicts = [Verdict::Consumed; dpdk::BURST];
+            worker.process_burst(now, port, &mut burst, &mut verdicts[..n]);
+            // What the burst made the worker originate goes first: a reset for
+            // the connection whose local port a new SYN took must reach the
+            // server before that SYN.
+            send_originated(&mut worker, &mut out, &pool, now);
+            for (mbuf, verdict) in burst.drain().zip(verdicts) {
+                out.dispatch(mbuf, verdict);
+            }
+            out.free_dropped();
         }
         for ring in from_peers.iter_mut() {
             received += ring.dequeue_burst(&mut burst);
@@ -159,9 +180,7 @@ pub fn run(run: WorkerRun<'_>, shared: &Shared) {
                     counters.drops.inc(DropReason::Malformed);
                     continue;
                 };
-                process(&mut worker, &mut out, &pool, now, mbuf, |w, f| {
-                    w.process_redirected(now, port, f)
-                });
+                process_redirected(&mut worker, &mut out, &pool, now, port, mbuf);
             }
         }
         send_originated(&mut worker, &mut out, &pool, now);
@@ -184,22 +203,21 @@ pub fn run(run: WorkerRun<'_>, shared: &Shared) {
 
 /// Runs one mbuf through the core (multi-segment mbufs are dropped: the core
 /// works on contiguous frames) and dispatches the verdict.
+/// Handles a frame another worker handed over.
 #[inline]
-fn process(
+fn process_redirected(
     worker: &mut Worker,
     out: &mut Outbound<'_, '_>,
     pool: &Mempool,
     now: Instant,
+    port: PortId,
     mut mbuf: Mbuf,
-    handle: impl FnOnce(&mut Worker, &mut Frame<'_>) -> Verdict,
 ) {
     if !mbuf.is_contiguous() {
         out.counters.drops.inc(DropReason::Malformed);
         return;
     }
-    let verdict = mbuf.with_frame(|frame| handle(worker, frame));
-    // What the packet made the worker originate goes first: a reset for the
-    // connection whose local port a new SYN took must reach the server before it.
+    let verdict = mbuf.with_frame(|frame| worker.process_redirected(now, port, frame));
     if worker.has_pending_transmit() {
         send_originated(worker, out, pool, now);
     }

@@ -9,10 +9,10 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::{count, Origin, Verdict, Worker, IP_AT};
 use crate::conn::{Conn, Side};
-use crate::meta::Ipv4Meta;
 use crate::frag::FragKey;
 use crate::frame::Frame;
 use crate::ids::PortId;
+use crate::meta::Ipv4Meta;
 use crate::route::NextHop;
 use crate::service::{Carrier, ForwardMode, Service};
 use crate::snapshot::Snapshot;

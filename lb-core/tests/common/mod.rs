@@ -18,7 +18,7 @@ use lb_core::wire::ethernet::{self, EthernetFrame};
 use lb_core::wire::ipv4::{emit_header, Ipv4Packet, Ipv4Repr, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use lb_core::wire::tcp::{flags, TcpSegment};
 use lb_core::wire::MacAddr;
-use lb_core::worker::{Verdict, Worker, WorkerSetup};
+use lb_core::worker::{Burst, Verdict, Worker, WorkerSetup};
 
 pub const CONFIG: &str = r#"
 ports:
@@ -240,4 +240,71 @@ pub fn handshake(w: &mut Worker, now: Instant, cport: u16) -> (Ipv4Addr, u16) {
     assert_eq!(run(w, now, SERVER, synack).0, Verdict::Transmit(CLIENT));
     run(w, now, CLIENT, client_segment(cport, flags::ACK));
     (rs, lport)
+}
+
+/// `n` workers of one director configured by `text`. Only worker 0 hears the
+/// ARP replies of the servers and the client; the others learn them from it.
+pub fn workers_sharing(text: &str, n: u16) -> Vec<Worker> {
+    let config = Config::from_yaml(text).unwrap();
+    let snapshot = Arc::new(Snapshot::build(&config, None, usize::from(n)).unwrap());
+    let peers = Arc::new(Peers::new(usize::from(n), 5));
+    let mut workers: Vec<Worker> = (0..n)
+        .map(|w| {
+            let setup = WorkerSetup {
+                id: WorkerId(w),
+                port_macs: DIR_MAC.to_vec(),
+                conn_capacity: 1024,
+                seed: 7,
+                peers: peers.clone(),
+            };
+            Worker::new(setup, snapshot.clone(), secs(0))
+        })
+        .collect();
+    resolve_servers(&mut workers[0]);
+    for w in &mut workers[1..] {
+        w.poll(secs(0));
+    }
+    workers
+}
+
+/// Frames in buffers with room around them, as a burst.
+pub struct Frames(pub Vec<(Vec<u8>, usize, usize)>);
+
+impl Frames {
+    pub fn new(frames: &[Vec<u8>]) -> Self {
+        Frames(
+            frames
+                .iter()
+                .map(|bytes| {
+                    let mut buffer = vec![0u8; ROOM + bytes.len() + ROOM];
+                    buffer[ROOM..ROOM + bytes.len()].copy_from_slice(bytes);
+                    (buffer, ROOM, bytes.len())
+                })
+                .collect(),
+        )
+    }
+
+    /// Frame `i` as it is now.
+    pub fn bytes(&self, i: usize) -> &[u8] {
+        let (buffer, head, len) = &self.0[i];
+        &buffer[*head..*head + *len]
+    }
+}
+
+impl Burst for Frames {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn data(&self, i: usize) -> &[u8] {
+        self.bytes(i)
+    }
+
+    fn with_frame<R>(&mut self, i: usize, f: impl FnOnce(&mut Frame<'_>) -> R) -> R {
+        let (buffer, head, len) = &mut self.0[i];
+        let mut frame = Frame::new(buffer, *head, *len);
+        let result = f(&mut frame);
+        (*head, *len) = (frame.head(), frame.len());
+        result
+    }
 }

@@ -380,6 +380,25 @@ impl MbufArray {
     }
 }
 
+/// A received burst, as the worker's pipeline reads it. Chained mbufs show their
+/// first segment only, which the worker's parse refuses as truncated.
+impl lb_core::worker::Burst for MbufArray {
+    #[inline]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    fn data(&self, i: usize) -> &[u8] {
+        self.as_slice()[i].data()
+    }
+
+    #[inline]
+    fn with_frame<R>(&mut self, i: usize, f: impl FnOnce(&mut Frame<'_>) -> R) -> R {
+        self.as_mut_slice()[i].with_frame(f)
+    }
+}
+
 impl Default for MbufArray {
     fn default() -> Self {
         MbufArray::new()
