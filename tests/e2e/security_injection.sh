@@ -18,6 +18,8 @@
 #   multicast MAC are dropped as foreign_mac; SYNs from martian sources as
 #   martian_source, from the VIP as own_source, a land packet as land; none
 #   creates a connection.
+# * Control: the forgeries, sent past the director straight to the client, do
+#   break the victims (so the checks above can fail).
 #
 # Usage: tests/e2e/security_injection.sh   (as root; env: see tests/e2e/lib.sh,
 #   plus E2E_VICTIM_SECONDS (15): how long the victim transfers last)
@@ -121,18 +123,23 @@ write_forge() {
 	cat >"$FORGE" <<'PY'
 """Forged frames for the hostile-traffic test.
 
-forge.py IFACE DST_MAC KIND SRC_IP:PORT DST_IP:PORT [SNIFF_SRC SNIFF_DST]
+forge.py IFACE DST_MAC KIND SRC_IP:PORT DST_IP:PORT [ACK_SRC ACK_DST]
 
-KIND tcp:  data segments and RSTs over 32 sequence numbers spread across the
-           space, plus (when a segment SNIFF_SRC -> SNIFF_DST is seen on IFACE
-           within 3 s) at the stream's next sequence number, i.e. in its window;
+KIND tcp:  data segments and RSTs at 32 sequence numbers spread across the
+           space and, when a segment ACK_SRC -> ACK_DST (ip:port) from the
+           receiver the forgeries would reach is seen on IFACE within 3 s,
+           over the receive window from the sequence number it acknowledges,
+           then the same from what each of its following 20 segments
+           acknowledges;
      udp:  40 datagrams of garbage;
      syn:  10 SYNs from consecutive source ports starting at SRC's port.
 Prints "sent=N" (and "sniffed=0|1" for tcp).
 """
+import logging
 import sys
 
-from scapy.all import IP, TCP, UDP, Ether, Raw, conf, sendp, sniff
+logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
+from scapy.all import IP, TCP, UDP, Ether, Raw, conf, sendp, sniff  # noqa: E402
 
 conf.verb = 0
 iface, dst_mac, kind, src, dst = sys.argv[1:6]
@@ -141,25 +148,40 @@ dip, dport = dst.rsplit(":", 1)
 sport, dport = int(sport), int(dport)
 base = Ether(dst=dst_mac) / IP(src=sip, dst=dip)
 frames = []
+seen = []
+
+
+def next_seq(segment):
+    """What the receiver expects next (its ack) and has sent so far."""
+    tcp = segment[TCP]
+    return tcp.ack, (tcp.seq + len(tcp.payload)) & 0xFFFFFFFF
+
+
+def forgeries(seq, ack, segments=1):
+    """Data and RSTs at seq and, for segments > 1, after it: data every 1200
+    bytes (some in the window however far the stream moved meanwhile), RSTs
+    every full segment of 1448 bytes (one of them exactly at the receiver's
+    next sequence number, the only place Linux takes a RST)."""
+    frames = []
+    for i in range(segments):
+        data = dict(sport=sport, dport=dport, seq=(seq + i * 1200) & 0xFFFFFFFF)
+        rst = dict(sport=sport, dport=dport, seq=(seq + i * 1448) & 0xFFFFFFFF)
+        frames += [
+            base / TCP(flags="PA", ack=ack, window=65535, **data) / Raw(b"FORGED" * 200),
+            base / TCP(flags="R", **rst),
+            base / TCP(flags="RA", ack=ack, **rst),
+        ]
+    return frames
+
+
 if kind == "tcp":
-    ss, sd = sys.argv[6].rsplit(":", 1), sys.argv[7].rsplit(":", 1)
-    seen = sniff(
-        iface=iface,
-        filter=f"tcp and src host {ss[0]} and src port {ss[1]} and dst host {sd[0]} and dst port {sd[1]}",
-        count=1,
-        timeout=3,
-    )
-    seqs, ack = [k << 27 for k in range(32)], 0
+    (ack_sip, ack_sport), (ack_dip, ack_dport) = (a.rsplit(":", 1) for a in sys.argv[6:8])
+    stream = f"tcp and src host {ack_sip} and src port {ack_sport} and dst host {ack_dip} and dst port {ack_dport}"
+    seen = sniff(iface=iface, filter=stream, count=1, timeout=3)
     if seen:
-        seg = seen[0][TCP]
-        seqs.insert(0, (seg.seq + len(seg.payload)) & 0xFFFFFFFF)
-        ack = seg.ack
-    for seq in seqs:
-        tcp = dict(sport=sport, dport=dport, seq=seq)
-        frames.append(base / TCP(flags="PA", ack=ack, window=65535, **tcp) / Raw(b"FORGED" * 200))
-        frames.append(base / TCP(flags="R", **tcp))
-        frames.append(base / TCP(flags="RA", ack=ack, **tcp))
-    print(f"sniffed={int(bool(seen))}", end=" ")
+        frames += forgeries(*next_seq(seen[0]), segments=48)
+    for k in range(32):
+        frames += forgeries(k << 27, 0)
 elif kind == "udp":
     for k in range(40):
         frames.append(base / UDP(sport=sport, dport=dport) / Raw(b"GARBAGE-%d-" % k + bytes(range(256))))
@@ -169,7 +191,22 @@ elif kind == "syn":
 else:
     sys.exit(f"unknown kind {kind}")
 sendp(frames, iface=iface)
-print(f"sent={len(frames)}")
+sent = len(frames)
+if seen:
+    # The stream moves on while those are built and sent: for 20 more of its
+    # segments, forgeries from its next sequence number on, at once.
+    out = conf.L2socket(iface=iface)
+
+    def at_once(segment):
+        global sent
+        for frame in forgeries(*next_seq(segment), segments=16):
+            out.send(frame)
+            sent += 1
+
+    sniff(iface=iface, filter=stream, count=20, timeout=3, prn=at_once, store=False)
+if kind == "tcp":
+    print(f"sniffed={int(bool(seen))}", end=" ")
+print(f"sent={sent}")
 PY
 }
 
@@ -220,8 +257,7 @@ PY
 
 # The TCP victim: GET /file/blob from CLIENT:TCP_CPORT, read at RATE bytes/s
 # (curl's --limit-rate overshoots several times over in curl 7.88, so the
-# transfer would end before the attack) through a small receive buffer, so the
-# stream flows all along. Writes the body to victim.bin; prints "status bytes
+# transfer would end before the attack) through a small receive buffer. Writes the body to victim.bin; prints "status bytes
 # seconds", or the error and exits 1.
 tcp_victim() {
 	lab_exec client python3 - "$VIP" "$HTTP_PORT" "$TCP_CPORT" "$RATE" "$WORK/victim.bin" <<'PY'
@@ -239,9 +275,12 @@ try:
     data = bytearray()
     while chunk := s.recv(16384):
         data += chunk
-        ahead = len(data) / rate - (time.time() - start)
-        if ahead > 0:
-            time.sleep(ahead)
+        # A second's worth at once, then nothing until the next second: the
+        # window closes and the stream stands still most of the time, as a
+        # slow reader's does.
+        second = int(time.time() - start)
+        if len(data) >= rate * (second + 1):
+            time.sleep(second + 1 - (time.time() - start))
 except OSError as e:
     print(f"error after {time.time() - start:.1f} s: {e!r}")
     sys.exit(1)
@@ -285,7 +324,7 @@ inject_client_side() {
 	local mac out total=0
 	mac="$(port_mac client)"
 	out="$(forge client cli0 "$mac" tcp "$VICTIM_TCP_DEST" "$VICTIM_TCP_LOCAL" \
-		"$VIP:$HTTP_PORT" "$CLIENT:$TCP_CPORT")" || return 1
+		"$CLIENT:$TCP_CPORT" "$VIP:$HTTP_PORT")" || return 1
 	echo "  client link, TCP $VICTIM_TCP_DEST -> $VICTIM_TCP_LOCAL: $out"
 	total=$((total + $(sent "$out")))
 	out="$(forge client cli0 "$mac" udp "$VICTIM_UDP_DEST" "$VICTIM_UDP_LOCAL")" || return 1
@@ -301,7 +340,7 @@ inject_server_side() {
 	mac="$(port_mac server)"
 	rs="$(rs_of "$VICTIM_TCP_DEST")"
 	out="$(forge "$rs" eth0 "$mac" tcp "$CLIENT:$TCP_CPORT" "$VIP:$HTTP_PORT" \
-		"$VICTIM_TCP_LOCAL" "$VICTIM_TCP_DEST")" || return 1
+		"$VICTIM_TCP_DEST" "$VICTIM_TCP_LOCAL")" || return 1
 	echo "  server link ($rs), TCP $CLIENT:$TCP_CPORT -> $VIP:$HTTP_PORT: $out"
 	total=$((total + $(sent "$out")))
 	out="$(forge "$rs" eth0 "$mac" udp "$CLIENT:$UDP_CPORT" "$VIP:$UDP_PORT")" || return 1
@@ -352,6 +391,38 @@ attack() {
 	echo "  forged: $FORGED_CLIENT_SIDE on the client link, $FORGED_SERVER_SIDE on the server link"
 	lab_assert_eq "$(delta "$before" "$after" "$reason")" "$forged" "$reason drops" || bad=1
 	victims_intact || bad=1
+	return "$bad"
+}
+
+# control CPORT: the proof that the checks above can fail. The client-link
+# forgeries, rewritten as the director would forward them (VIP -> client) and
+# sent from the director's namespace straight to the client, must reset the
+# TCP victim and show up as garbage at the UDP victim.
+control() {
+	local mac out bad=0 rc=0 garbage sha
+	TCP_CPORT="$1"
+	UDP_CPORT=$(($1 + 1))
+	start_victims || return 1
+	sleep 1
+	mac="$(lab_exec client cat /sys/class/net/cli0/address)"
+	out="$(forge dir dcli "$mac" tcp "$VIP:$HTTP_PORT" "$CLIENT:$TCP_CPORT" \
+		"$CLIENT:$TCP_CPORT" "$VIP:$HTTP_PORT")" || return 1
+	echo "  past the director, TCP $VIP:$HTTP_PORT -> $CLIENT:$TCP_CPORT: $out"
+	out="$(forge dir dcli "$mac" udp "$VIP:$UDP_PORT" "$CLIENT:$UDP_CPORT")" || return 1
+	echo "  past the director, UDP $VIP:$UDP_PORT -> $CLIENT:$UDP_CPORT: $out"
+	wait "$TCP_PID" || rc=$?
+	wait "$UDP_PID" || true
+	echo "  TCP victim: exit status $rc, $(cat "$WORK/victim-tcp.out")"
+	echo "  UDP victim: $(head -n 1 "$WORK/victim-udp.out")"
+	sha="$(sha256sum "$WORK/victim.bin" 2>/dev/null | cut -d' ' -f1)"
+	if ((rc == 0)) && [[ "$sha" == "$BLOB_SHA" ]]; then
+		echo "  FAIL: the TCP victim survived forgeries that reached it" >&2
+		bad=1
+	else
+		echo "  TCP victim broken: exit status $rc, sha256 $([[ "$sha" == "$BLOB_SHA" ]] && echo kept || echo changed)"
+	fi
+	garbage="$(sed -n '1s/.*garbage=\([0-9]*\).*/\1/p' "$WORK/victim-udp.out")"
+	lab_assert_between "${garbage:-0}" 1 999999 "garbage replies seen by the UDP victim" || bad=1
 	return "$bad"
 }
 
@@ -442,4 +513,6 @@ e2e_require "director restarts with rp_filter: off on both ports and the VIP ans
 	start_director "$RPF_OFF_CONFIG"
 e2e_check "the same forgeries with rp_filter off: all wrong_side, victims intact" \
 	attack wrong_side 45700
+e2e_check "control: the same forgeries sent past the director reset the TCP victim and reach the UDP one" \
+	control 45800
 e2e_finish
