@@ -5,9 +5,11 @@
 # * While a client downloads a blob over TCP (read at a fixed rate so it lasts
 #   ~15 s) and exchanges UDP datagrams with the UDP VIP, an attacker who knows the
 #   connections' ports (read from `lb-ctl -L -c -n --json`) and sniffs the
-#   stream's sequence numbers forges, with scapy:
+#   receivers' ACKs on its link to aim at their next sequence numbers forges,
+#   with scapy:
 #     - on the client link: "real server" packets rs:80 / rs:9000 -> LIP:lport
-#       (TCP data over a spread of sequence numbers and RSTs, UDP garbage),
+#       (TCP data and RSTs across the receive window and spread over the
+#       sequence space, UDP garbage),
 #     - on the server link (from the victim's real-server namespace): "client"
 #       packets 10.0.1.2:cport -> VIP:80 / VIP:9000.
 #   The download must keep its sha256, the UDP exchange must see no garbage, and
@@ -31,7 +33,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CONFIG="$(e2e_abs "${FULLNAT_CONFIG:-config/examples/lab-fullnat.yaml}")"
 VICTIM_SECONDS="${E2E_VICTIM_SECONDS:-15}"
 VIP="$LAB_VIP"
-LIP="$LAB_LIP"
 CLIENT="$LAB_CLIENT_IP"
 HTTP_PORT="$LAB_HTTP_PORT"
 UDP_PORT="$LAB_UDP_PORT"
@@ -111,7 +112,7 @@ for c in json.load(sys.stdin)["connections"]:
 ' "$1" "$CLIENT:$2"
 }
 
-# forge NS IFACE DST_MAC KIND SRC DST [SNIFF_SRC SNIFF_DST]: send forged frames
+# forge NS IFACE DST_MAC KIND SRC DST [ACK_SRC ACK_DST]: send forged frames
 # from a namespace (see write_forge); prints what it sent.
 forge() {
 	local ns="$1"
