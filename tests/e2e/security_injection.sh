@@ -16,6 +16,10 @@
 #   the director must count every forgery as reverse_path (strict rp_filter,
 #   the default). With `rp_filter: off` on both ports the same forgeries reach
 #   the connection table and must be dropped there as wrong_side.
+# * A blind attacker on the victim's own side (the client link, the client's
+#   own tuple, where the side and reverse-path checks let it in) sends data and
+#   RSTs at sequence numbers it gets wrong: every one is dropped as
+#   tcp_out_of_window and the victims stay intact.
 # * SYNs to the VIP in frames to a foreign unicast, the broadcast and a
 #   multicast MAC are dropped as foreign_mac; SYNs from martian sources as
 #   martian_source, from the VIP as own_source, a land packet as land; none
@@ -133,8 +137,12 @@ KIND tcp:  data segments and RSTs at 32 sequence numbers spread across the
            then the same from what each of its following 20 segments
            acknowledges;
      udp:  40 datagrams of garbage;
-     syn:  10 SYNs from consecutive source ports starting at SRC's port.
-Prints "sent=N" (and "sniffed=0|1" for tcp).
+     syn:  10 SYNs from consecutive source ports starting at SRC's port;
+   blind:  what a blind attacker on the connection's own side gets wrong: from
+           the next segment SRC -> DST seen on IFACE (the sender's own),
+           data and RSTs at 32 sequence numbers 2^28 and more past its next
+           one, and data with an acknowledgement 2^30 past its own.
+Prints "sent=N" (and "sniffed=0|1" for tcp and blind).
 """
 import logging
 import sys
@@ -183,6 +191,17 @@ if kind == "tcp":
         frames += forgeries(*next_seq(seen[0]), segments=48)
     for k in range(32):
         frames += forgeries(k << 27, 0)
+elif kind == "blind":
+    stream = f"tcp and src host {sip} and src port {sport} and dst host {dip} and dst port {dport}"
+    seen = sniff(iface=iface, filter=stream, count=1, timeout=3)
+    if not seen:
+        sys.exit("no segment of the connection seen")
+    own = seen[0][TCP]
+    seq, ack = (own.seq + len(own.payload)) & 0xFFFFFFFF, own.ack
+    for k in range(32):
+        frames += forgeries((seq + (1 << 28) + (k << 25)) & 0xFFFFFFFF, ack)
+    frames.append(base / TCP(sport=sport, dport=dport, flags="PA", seq=seq, ack=(ack + (1 << 30)) & 0xFFFFFFFF) / Raw(b"FORGED"))
+    seen = []
 elif kind == "udp":
     for k in range(40):
         frames.append(base / UDP(sport=sport, dport=dport) / Raw(b"GARBAGE-%d-" % k + bytes(range(256))))
@@ -205,8 +224,8 @@ if seen:
             sent += 1
 
     sniff(iface=iface, filter=stream, count=20, timeout=3, prn=at_once, store=False)
-if kind == "tcp":
-    print(f"sniffed={int(bool(seen))}", end=" ")
+if kind in ("tcp", "blind"):
+    print(f"sniffed={int(bool(seen) or kind == 'blind')}", end=" ")
 print(f"sent={sent}")
 PY
 }
@@ -395,6 +414,29 @@ attack() {
 	return "$bad"
 }
 
+# blind CPORT: forgeries from the client's own side of the TCP victim's
+# connection (where the side and reverse-path checks let them in) with the
+# sequence numbers a blind attacker gets wrong: every one is dropped as
+# tcp_out_of_window and the victims stay intact.
+blind() {
+	local before="$WORK/before" after="$WORK/after" mac out bad=0
+	TCP_CPORT="$1"
+	UDP_CPORT=$(($1 + 1))
+	counters "$before" || return 1
+	start_victims || return 1
+	sleep 1
+	mac="$(port_mac client)"
+	out="$(forge client cli0 "$mac" blind "$CLIENT:$TCP_CPORT" "$VIP:$HTTP_PORT")" || return 1
+	echo "  client link, TCP $CLIENT:$TCP_CPORT -> $VIP:$HTTP_PORT: $out"
+	sleep 0.5
+	counters "$after" || return 1
+	show_deltas "$before" "$after"
+	lab_assert_eq "$(delta "$before" "$after" tcp_out_of_window)" "$(sent "$out")" \
+		"tcp_out_of_window drops" || bad=1
+	victims_intact || bad=1
+	return "$bad"
+}
+
 # control CPORT: the proof that the checks above can fail. The client-link
 # forgeries, rewritten as the director would forward them (VIP -> client) and
 # sent from the director's namespace straight to the client, must reset the
@@ -508,6 +550,8 @@ e2e_require "director starts with $(basename "$CONFIG") (rp_filter strict) and t
 	start_director "$CONFIG"
 e2e_check "forgeries into live TCP and UDP connections from both sides: all reverse_path, victims intact" \
 	attack reverse_path 45600
+e2e_check "blind forgeries on the victim's own side: all tcp_out_of_window, victims intact" \
+	blind 45650
 e2e_check "SYNs to foreign/broadcast/multicast MACs and from martian/own/land sources: counted, no connection" \
 	refused_syns
 e2e_require "director restarts with rp_filter: off on both ports and the VIP answers" \
