@@ -607,7 +607,7 @@ impl Worker {
         if xmit::icmp::is_error(msg_type) {
             // Errors about tracked connections, from either side, wherever they
             // are addressed (a NAT server's go to the client's address).
-            return self.icmp_error(now, frame, origin);
+            return self.icmp_error(now, port, frame, origin);
         }
         if self.snapshot.local_kind(IpAddr::V4(dst)).is_none() {
             return Err(DropReason::NotLocal);

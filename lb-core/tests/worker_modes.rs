@@ -232,6 +232,13 @@ fn nat_port_unreachable_reaches_the_client_translated() {
     icmp.extend_from_slice(&sent[14..14 + 28]);
     let sum = csum::checksum(&icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    // The same error forged on the client's network, about what went to the
+    // server: refused before it is translated.
+    let forged = ipv4(Ipv4Addr::new(10, 0, 1, 254), VIP, PROTO_ICMP, &icmp, None);
+    assert_eq!(
+        from_client(&mut w, &forged).0,
+        Verdict::Drop(DropReason::WrongSide)
+    );
     let error = ipv4(RS, CIP, PROTO_ICMP, &icmp, None);
     let (verdict, out) = from_server(&mut w, &error);
     assert_eq!(verdict, Verdict::Transmit(CLIENT));

@@ -185,6 +185,7 @@ impl Worker {
     pub(super) fn icmp_error(
         &mut self,
         now: Instant,
+        port: PortId,
         frame: &mut Frame<'_>,
         origin: Origin,
     ) -> Result<Verdict, DropReason> {
@@ -203,6 +204,15 @@ impl Worker {
             return Err(DropReason::IcmpNoConnection);
         };
         let conn = self.conns.get(idx);
+        // An error about what the director sent one side comes from that side's
+        // network; from the other, it is forged into the connection.
+        if conn
+            .sides
+            .expected(side)
+            .is_some_and(|p| p != super::side_port(port))
+        {
+            return Err(DropReason::WrongSide);
+        }
         if !conn.replies_through_director() {
             // DR and TUN: an error from the client about a reply the server sent
             // it directly goes to that server unchanged, as IPVS does: with its
