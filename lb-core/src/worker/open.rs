@@ -90,11 +90,18 @@ impl Worker {
         {
             return Err(DropReason::NoConnection);
         }
+        // Refused before any state: no scheduler step, persistence template,
+        // local port, entry or counter for a packet that cannot be forwarded.
+        let expires_here = |forward| modes::decrements_ttl(forward) && info.ttl <= 1;
+        if !service.real_servers.is_empty()
+            && service.real_servers.iter().all(|d| expires_here(d.forward))
+        {
+            return Err(DropReason::TtlExceeded);
+        }
         let pick = self.schedule(now, service, key).ok_or(DropReason::NoDest)?;
         let dest = &service.real_servers[pick];
-        // Refused before any state: no local port, entry or counter for a packet
-        // that cannot be forwarded.
-        if modes::decrements_ttl(dest.forward) && info.ttl <= 1 {
+        if expires_here(dest.forward) {
+            // A service mixing modes: known only once the server is picked.
             return Err(DropReason::TtlExceeded);
         }
         let local = match dest.forward {
