@@ -111,6 +111,30 @@ pub struct ListedConn {
     pub worker: WorkerId,
 }
 
+/// A listing of a worker's connections in progress (see
+/// [`Worker::list_connections_step`]).
+#[derive(Debug)]
+pub struct ConnListing {
+    service: Option<(u8, IpAddr, u16)>,
+    limit: usize,
+    cursor: Option<u32>,
+    /// What was listed so far.
+    pub listed: Vec<ListedConn>,
+}
+
+impl ConnListing {
+    /// A listing of up to `limit` connections, of one service `(protocol, vip,
+    /// vport)` or of all.
+    pub fn new(service: Option<(u8, IpAddr, u16)>, limit: usize) -> Self {
+        ConnListing {
+            service,
+            limit,
+            cursor: Some(0),
+            listed: Vec::new(),
+        }
+    }
+}
+
 /// Where a frame came from: a port, or another worker that handed it over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Origin {
@@ -226,29 +250,55 @@ impl Worker {
     }
 
     /// Up to `limit` live connections, optionally only those of the service
-    /// `(protocol, vip, vport)`, each with the time it has left. A control
-    /// operation: it walks the table and allocates, so the data plane runs it
-    /// between polls, never per packet.
+    /// `(protocol, vip, vport)`, each with the time it has left: the whole walk
+    /// at once, for tests and tools. The data plane walks in slices with
+    /// [`Worker::list_connections_step`].
     pub fn list_connections(
         &self,
         now: Instant,
         service: Option<(u8, IpAddr, u16)>,
         limit: usize,
     ) -> Vec<ListedConn> {
-        self.conns
-            .iter()
-            .filter(|c| {
-                service.is_none_or(|(proto, vip, vport)| {
-                    (c.proto, c.virt.0, c.virt.1) == (proto, vip, vport)
-                })
-            })
-            .take(limit)
-            .map(|c| ListedConn {
-                conn: c.clone(),
-                remaining: c.expires.saturating_since(now),
-                worker: self.id,
-            })
-            .collect()
+        let mut listing = ConnListing::new(service, limit);
+        while !self.list_connections_step(now, &mut listing, usize::MAX) {}
+        listing.listed
+    }
+
+    /// Walks the next `slots` table slots of `listing`; whether the listing is
+    /// complete. A control operation between polls: it allocates, and a slice
+    /// of a few hundred slots keeps the worker away from its queues for
+    /// microseconds, not for a walk of the whole table.
+    pub fn list_connections_step(
+        &self,
+        now: Instant,
+        listing: &mut ConnListing,
+        slots: usize,
+    ) -> bool {
+        let Some(from) = listing.cursor else {
+            return true;
+        };
+        let ConnListing {
+            service,
+            limit,
+            listed,
+            ..
+        } = listing;
+        listing.cursor = self.conns.walk(from, slots, |c| {
+            let wanted = service.is_none_or(|(proto, vip, vport)| {
+                (c.proto, c.virt.0, c.virt.1) == (proto, vip, vport)
+            });
+            if wanted && listed.len() < *limit {
+                listed.push(ListedConn {
+                    conn: c.clone(),
+                    remaining: c.expires.saturating_since(now),
+                    worker: self.id,
+                });
+            }
+        });
+        if listing.listed.len() >= listing.limit {
+            listing.cursor = None;
+        }
+        listing.cursor.is_none()
     }
 
     /// Handles a frame another worker received on `port` and handed over because

@@ -4,17 +4,21 @@
 
 use std::time::Duration;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use lb_core::ids::PortId;
 use lb_core::stats::{DropReason, WorkerCounters};
 use lb_core::time::Instant;
-use lb_core::worker::{Verdict, Worker};
+use lb_core::worker::{ConnListing, ListedConn, Verdict, Worker};
 
 use crate::dpdk::{self, Consumer, Mbuf, MbufArray, Mempool, Producer, RxQueue, TxQueue};
 use crate::shared::{Shared, WorkerRequest};
 
 /// Empty polls in a row before an idle worker may sleep (when configured to).
 const IDLE_POLLS_BEFORE_SLEEP: u32 = 1024;
+/// Table slots a connection listing walks per turn of the loop: a few
+/// microseconds, so a listing of millions of connections never holds up the
+/// queues.
+const LISTING_SLOTS_PER_TURN: usize = 1024;
 
 /// What one worker thread owns.
 pub struct WorkerRun<'p> {
@@ -147,6 +151,7 @@ pub fn run(run: WorkerRun<'_>, shared: &Shared) {
     let mut generation = shared.published.generation();
     let mut burst = MbufArray::new();
     let mut idle_polls = 0u32;
+    let mut listing: Option<Listing> = None;
     while !shared.stopping() {
         let now = clock.now();
         let published = shared.published.generation();
@@ -186,10 +191,21 @@ pub fn run(run: WorkerRun<'_>, shared: &Shared) {
         send_originated(&mut worker, &mut out, &pool, now);
         out.flush();
         worker.poll(now);
-        if let Ok(request) = inbox.try_recv() {
-            answer(&worker, now, request);
+        let listing_done = match &mut listing {
+            Some((walk, _)) => worker.list_connections_step(now, walk, LISTING_SLOTS_PER_TURN),
+            None => {
+                if let Ok(request) = inbox.try_recv() {
+                    listing = Some(start(request));
+                }
+                false
+            }
+        };
+        if listing_done {
+            if let Some((walk, reply)) = listing.take() {
+                let _ = reply.send(walk.listed);
+            }
         }
-        if received == 0 && !idle_sleep.is_zero() {
+        if received == 0 && listing.is_none() && !idle_sleep.is_zero() {
             idle_polls += 1;
             if idle_polls >= IDLE_POLLS_BEFORE_SLEEP {
                 std::thread::sleep(idle_sleep);
@@ -236,16 +252,17 @@ fn send_originated(worker: &mut Worker, out: &mut Outbound<'_, '_>, pool: &Mempo
     }
 }
 
-fn answer(worker: &Worker, now: Instant, request: WorkerRequest) {
+/// A connection listing the worker walks in slices between bursts, and where
+/// its answer goes.
+type Listing = (ConnListing, Sender<Vec<ListedConn>>);
+
+fn start(request: WorkerRequest) -> Listing {
     match request {
         WorkerRequest::ListConnections {
             service,
             limit,
             reply,
-        } => {
-            // The control thread may have given up waiting; nothing to do then.
-            let _ = reply.send(worker.list_connections(now, service, limit));
-        }
+        } => (ConnListing::new(service, limit), reply),
     }
 }
 

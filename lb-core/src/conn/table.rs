@@ -374,16 +374,26 @@ impl ConnTable {
         })
     }
 
-    /// Every live connection (for listings, off the packet path).
+    /// Every live connection (a live connection is one whose expiry is armed).
     pub fn iter(&self) -> impl Iterator<Item = &Conn> + '_ {
-        let mut is_free = vec![false; self.slab.len()];
-        for &i in &self.free {
-            is_free[i as usize] = true;
-        }
         self.slab
             .iter()
-            .zip(is_free)
-            .filter_map(|(c, free)| (!free).then_some(c))
+            .enumerate()
+            .filter(|(idx, _)| self.wheel.is_armed(*idx as u32))
+            .map(|(_, c)| c)
+    }
+
+    /// Calls `f` on each live connection in slots `from..from + slots`: a slice
+    /// of a walk over the table that never holds the worker up for long. Returns
+    /// the slot to continue from, `None` once the walk passed the last slot.
+    pub fn walk(&self, from: u32, slots: usize, mut f: impl FnMut(&Conn)) -> Option<u32> {
+        let end = (from as usize).saturating_add(slots).min(self.slab.len());
+        for idx in from as usize..end {
+            if self.wheel.is_armed(idx as u32) {
+                f(&self.slab[idx]);
+            }
+        }
+        (end < self.slab.len()).then_some(end as u32)
     }
 }
 
@@ -544,6 +554,26 @@ mod tests {
         let mut gone = false;
         t.expire(start + Duration::from_secs(7), usize::MAX, |_| gone = true);
         assert!(gone, "expired at the shortened deadline, not at 900 s");
+    }
+
+    #[test]
+    fn a_walk_in_slices_sees_every_live_connection_once() {
+        let mut t = ConnTable::new(64, 3, Instant(0));
+        let far = Instant(u64::MAX / 2);
+        let idx: Vec<u32> = (0..40).map(|i| t.insert(conn(i, i, far)).unwrap()).collect();
+        for &i in idx.iter().step_by(3) {
+            t.remove(i);
+        }
+        let (mut seen, mut cursor, mut slices) = (Vec::new(), Some(0), 0);
+        while let Some(from) = cursor {
+            cursor = t.walk(from, 7, |c| seen.push(c.client.1));
+            slices += 1;
+        }
+        seen.sort_unstable();
+        let live: Vec<u16> = (0..40).filter(|i| i % 3 != 0).collect();
+        assert_eq!(seen, live);
+        assert_eq!(slices, 40usize.div_ceil(7));
+        assert_eq!(t.iter().count(), live.len());
     }
 
     #[test]
