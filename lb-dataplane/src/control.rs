@@ -244,6 +244,7 @@ impl Control<'_, '_> {
                 _ = hangup.recv() => self.reload_if_requested(),
                 at = sampling.tick() => {
                     self.book.sample(&self.shared.published.load(), at.into_std());
+                    self.shared.published.reap();
                 }
                 Some(pending) = requests.recv() => {
                     let _ = pending.reply.send(self.answer(pending.command));

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -22,6 +22,7 @@ use crate::clock::Clock;
 pub struct Published {
     snapshot: ArcSwap<Snapshot>,
     generation: AtomicU64,
+    retired: Retired<Snapshot>,
 }
 
 impl Published {
@@ -30,14 +31,23 @@ impl Published {
         Published {
             generation: AtomicU64::new(first.generation),
             snapshot: ArcSwap::new(first),
+            retired: Retired::default(),
         }
     }
 
-    /// Makes `next` the snapshot every worker picks up on its next poll.
+    /// Makes `next` the snapshot every worker picks up on its next poll. The one
+    /// it replaces is kept until every worker has moved on (see [`Retired`]).
     pub fn publish(&self, next: Arc<Snapshot>) {
         let generation = next.generation;
-        self.snapshot.store(next);
+        let previous = self.snapshot.swap(next);
         self.generation.store(generation, Ordering::Release);
+        self.retired.retire(previous);
+    }
+
+    /// Frees the replaced snapshots no worker holds any more. The control
+    /// thread calls it periodically.
+    pub fn reap(&self) {
+        self.retired.reap();
     }
 
     /// The generation in force.
@@ -49,6 +59,44 @@ impl Published {
     /// The snapshot in force.
     pub fn load(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+}
+
+/// Values replaced on the control thread and still held by workers. A worker
+/// that moves to a new snapshot only drops its reference to the old one; the
+/// last reference, and with it the freeing of the old snapshot's services and
+/// tables, stays here on the control thread. Only the control thread locks it.
+#[derive(Debug)]
+pub struct Retired<T>(Mutex<Vec<Arc<T>>>);
+
+impl<T> Default for Retired<T> {
+    fn default() -> Self {
+        Retired(Mutex::new(Vec::new()))
+    }
+}
+
+impl<T> Retired<T> {
+    /// Keeps `old` until nobody else holds it.
+    pub fn retire(&self, old: Arc<T>) {
+        let mut retired = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        retired.push(old);
+        retired.retain(|t| Arc::strong_count(t) > 1);
+    }
+
+    /// Drops what nobody else holds any more.
+    pub fn reap(&self) {
+        let mut retired = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        retired.retain(|t| Arc::strong_count(t) > 1);
+    }
+
+    /// Values still kept.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -140,5 +188,26 @@ impl Shared {
         }
         all.truncate(limit);
         Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_reference_to_a_replaced_value_is_dropped_by_the_reaper() {
+        let retired = Retired::default();
+        let old = Arc::new(7u32);
+        let held_by_worker = old.clone();
+        retired.retire(old);
+        retired.reap();
+        assert_eq!(retired.len(), 1, "a worker still holds it");
+        drop(held_by_worker); // the worker moved on: not freed there
+        assert_eq!(retired.len(), 1);
+        retired.reap();
+        assert!(retired.is_empty());
+        retired.retire(Arc::new(8)); // nobody else holds it: freed at once
+        assert!(retired.is_empty());
     }
 }

@@ -560,7 +560,9 @@ mod tests {
     fn a_walk_in_slices_sees_every_live_connection_once() {
         let mut t = ConnTable::new(64, 3, Instant(0));
         let far = Instant(u64::MAX / 2);
-        let idx: Vec<u32> = (0..40).map(|i| t.insert(conn(i, i, far)).unwrap()).collect();
+        let idx: Vec<u32> = (0..40)
+            .map(|i| t.insert(conn(i, i, far)).unwrap())
+            .collect();
         for &i in idx.iter().step_by(3) {
             t.remove(i);
         }
