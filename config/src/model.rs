@@ -452,7 +452,7 @@ services:
 
     #[test]
     fn every_shipped_sample_parses() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/examples");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
         let mut seen = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
