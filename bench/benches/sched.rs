@@ -21,7 +21,6 @@ use lb_bench::fixtures;
 use lb_core::flow::FlowKey;
 use lb_core::ids::{PortId, WorkerId};
 use lb_core::sched::{Maglev, SCHEDULERS};
-use lb_core::snapshot::Snapshot;
 use lb_core::time::Instant;
 use lb_core::wire::ipv4::PROTO_TCP;
 use lb_core::wire::tcp::flags;
@@ -100,7 +99,7 @@ fn pick(c: &mut Criterion) {
     for &servers in &server_counts() {
         for &sched in SCHEDULERS {
             let config = fixtures::config_weighted(sched, servers, 1, WEIGHT);
-            let snapshot = Snapshot::build(&config, None, 1).unwrap();
+            let snapshot = lb_config::build_snapshot(&config, None, 1).unwrap();
             let service = snapshot
                 .service(PROTO_TCP, IpAddr::V4(fixtures::VIP), 80)
                 .unwrap()
@@ -127,7 +126,7 @@ fn maglev_build(c: &mut Criterion) {
     let mut g = c.benchmark_group("maglev_build");
     g.sample_size(10);
     let config = fixtures::config("mh", 1000, 1);
-    let snapshot = Snapshot::build(&config, None, 1).unwrap();
+    let snapshot = lb_config::build_snapshot(&config, None, 1).unwrap();
     let service = snapshot
         .service(PROTO_TCP, IpAddr::V4(fixtures::VIP), 80)
         .unwrap()

@@ -8,10 +8,9 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use lb_core::config::Config;
+use lb_config::Config;
 use lb_core::frame::Frame;
 use lb_core::ids::{PortId, WorkerId};
-use lb_core::snapshot::Snapshot;
 use lb_core::steer::Peers;
 use lb_core::time::Instant;
 use lb_core::wire::ipv4::{PROTO_TCP, PROTO_UDP};
@@ -119,7 +118,7 @@ pub fn expire_all(worker: &mut Worker, now: &mut Instant) {
 
 /// A worker (id 0 of 1) for `config` with room for `capacity` connections.
 pub fn worker(config: &Config, capacity: usize) -> Worker {
-    let snapshot = Arc::new(Snapshot::build(config, None, 1).expect("snapshot"));
+    let snapshot = Arc::new(lb_config::build_snapshot(config, None, 1).expect("snapshot"));
     let setup = WorkerSetup {
         id: WorkerId(0),
         port_macs: DUT_MACS.to_vec(),
@@ -197,7 +196,7 @@ pub fn established(proto: u8, flows: u64, servers: usize) -> Worker {
 /// Workers `0..workers` of one director for `config`, sharing one [`Peers`]
 /// (as the dataplane builds them), each with room for `capacity` connections.
 pub fn workers(config: &Config, workers: usize, capacity: usize) -> Vec<Worker> {
-    let snapshot = Arc::new(Snapshot::build(config, None, workers).expect("snapshot"));
+    let snapshot = Arc::new(lb_config::build_snapshot(config, None, workers).expect("snapshot"));
     let peers = Arc::new(Peers::new(workers, 0x5eed));
     (0..workers)
         .map(|w| {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use lb_core::config::Config;
+use lb_config::Config;
 use lb_core::service::{ForwardMode, Protocol};
 use lb_core::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 

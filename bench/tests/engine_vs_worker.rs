@@ -9,7 +9,7 @@ use lb_bench::fixtures;
 use lb_bench::plan::Plan;
 use lb_bench::results::RunResult;
 use lb_bench::traffic::{Action, Dut, Engine, Link, Mode, Options};
-use lb_core::config::Config;
+use lb_config::Config;
 use lb_core::frame::Frame;
 use lb_core::ids::PortId;
 use lb_core::time::Instant;

@@ -6,11 +6,8 @@
 
 #![forbid(unsafe_code)]
 
-pub mod api;
-pub mod config;
 pub mod conn;
 pub mod csum;
-pub mod edit;
 pub mod flow;
 pub mod frag;
 pub mod frame;
@@ -19,6 +16,7 @@ pub mod laddr;
 pub mod meta;
 pub mod neigh;
 pub mod persist;
+pub mod policy;
 pub mod ratelimit;
 pub mod route;
 pub mod sched;

@@ -1,10 +1,61 @@
 //! IPv4 routes: connected networks of the ports plus static routes, longest prefix
 //! first.
 
+use std::fmt;
 use std::net::Ipv4Addr;
+use std::str::FromStr;
 
-use crate::config::Ipv4Cidr;
 use crate::ids::PortId;
+
+/// An IPv4 network in CIDR notation (`10.0.1.1/24` keeps the host part: for a port
+/// it is the director's own address on that link).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ipv4Cidr {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// Prefix length, 0..=32.
+    pub prefix: u8,
+}
+
+impl Ipv4Cidr {
+    /// The netmask as a 32-bit value.
+    pub fn mask(&self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.prefix))
+        }
+    }
+
+    /// Whether `ip` lies in this network.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        (u32::from(ip) ^ u32::from(self.addr)) & self.mask() == 0
+    }
+}
+
+impl FromStr for Ipv4Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| format!("'{s}' is not in ADDRESS/PREFIX form"))?;
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("'{addr}' is not an IPv4 address"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| format!("'{prefix}' is not a prefix length 0..32"))?;
+        Ok(Ipv4Cidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
 
 /// Where a destination is reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +105,29 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cidr_contains() {
+        let net: Ipv4Cidr = "10.0.1.1/24".parse().unwrap();
+        assert!(net.contains(Ipv4Addr::new(10, 0, 1, 200)));
+        assert!(!net.contains(Ipv4Addr::new(10, 0, 2, 1)));
+        let all: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(Ipv4Addr::new(8, 8, 8, 8)));
+    }
+
+    #[test]
+    fn cidr_text_round_trips_and_bad_text_is_named() {
+        let net: Ipv4Cidr = "10.0.1.1/24".parse().unwrap();
+        assert_eq!(net.to_string(), "10.0.1.1/24");
+        assert_eq!(
+            "10.0.1.1/33".parse::<Ipv4Cidr>(),
+            Err("'33' is not a prefix length 0..32".to_owned())
+        );
+        assert_eq!(
+            "10.0.1.1".parse::<Ipv4Cidr>(),
+            Err("'10.0.1.1' is not in ADDRESS/PREFIX form".to_owned())
+        );
+    }
 
     #[test]
     fn longest_prefix_wins() {

@@ -11,15 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
-use serde::{Deserialize, Serialize};
 
 use crate::ids::{RealServerId, ServiceId, WorkerId};
 use crate::sched::{Scheduler, SchedulerSpec};
 use crate::stats::{Counter, Gauge};
 
 /// Transport protocol of a virtual service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
     /// TCP (IP protocol 6).
     Tcp,
@@ -55,8 +53,7 @@ impl Protocol {
 }
 
 /// How packets reach a real server (ipvsadm `-g`, `-i`, `-m`, and DPVS's FullNAT).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ForwardMode {
     /// Direct routing: only the destination MAC changes.
     Dr,
@@ -81,8 +78,7 @@ impl ForwardMode {
 }
 
 /// The encapsulation of a tunnelled real server (ipvsadm `--tun-type`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum TunnelType {
     /// IP in IP (RFC 2003, protocol 4): 20 bytes of overhead.
     #[default]
@@ -114,8 +110,7 @@ impl TunnelSpec {
 
 /// How a FullNAT service tells the real server the client's address, which the
 /// source NAT hides (DPVS's TOA and PROXY protocol options).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Carrier {
     /// Nothing: the real server sees the local address.
     #[default]
@@ -150,7 +145,7 @@ pub struct DestWorkerCounters {
 }
 
 /// Sums of [`DestWorkerCounters`] over all workers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TrafficTotals {
     /// Connections ever scheduled.
     pub conns: u64,

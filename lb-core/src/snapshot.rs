@@ -1,22 +1,27 @@
 //! The immutable configuration workers forward with.
 //!
-//! The control plane builds a new [`Snapshot`] from a [`Config`] off the packet path
-//! and publishes it atomically; workers load it once per burst. Building from the
+//! The control plane builds a new [`Snapshot`] from a [`SnapshotSpec`] (the
+//! validated configuration, in the terms workers use) off the packet path and
+//! publishes it atomically; workers load it once per burst. Building from the
 //! previous snapshot keeps the identity (slot id and serial) and the counters of
 //! every service and real server that is still configured, so connections and
 //! statistics carry across edits.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use hashbrown::HashMap;
 
-use crate::config::{Config, ConfigError, Ipv4Cidr, Policies, RpFilter};
 use crate::conn::Timeouts;
 use crate::ids::{PortId, RealServerId, ServiceId};
-use crate::route::RouteTable;
-use crate::sched;
-use crate::service::{DestCounters, Protocol, RealServer, Service, ServiceCounters};
+use crate::policy::{Policies, RpFilter};
+use crate::route::{Ipv4Cidr, RouteTable};
+use crate::sched::{self, SchedError, SchedulerSpec};
+use crate::service::{
+    Carrier, DestCounters, ForwardMode, Protocol, RealServer, Service, ServiceCounters, TunnelSpec,
+};
 use crate::wire::MacAddr;
 
 /// What a local address is to the director.
@@ -40,6 +45,101 @@ pub struct PortAddress {
     /// Reverse-path check of what arrives on the port.
     pub rp_filter: RpFilter,
 }
+
+/// What a snapshot is built from: the configuration with its references resolved
+/// (ports by index) and its defaults applied. The caller validates it; building
+/// only fails when a scheduler cannot be built for its servers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SnapshotSpec {
+    /// Per port, indexed by `PortId`.
+    pub ports: Vec<PortAddress>,
+    /// Static routes; the ports' connected networks are added to them.
+    pub routes: Vec<RouteSpec>,
+    /// Static neighbours.
+    pub static_neighbours: Vec<(Ipv4Addr, MacAddr, PortId)>,
+    /// FullNAT local addresses.
+    pub local_addresses: Vec<IpAddr>,
+    /// Virtual services.
+    pub services: Vec<ServiceSpec>,
+    /// Connection timeouts.
+    pub timeouts: Timeouts,
+    /// Connection lifecycle policies.
+    pub policies: Policies,
+}
+
+/// A static route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Destination network.
+    pub destination: Ipv4Cidr,
+    /// Gateway; `None` = directly connected.
+    pub via: Option<Ipv4Addr>,
+    /// Egress port.
+    pub port: PortId,
+}
+
+/// A virtual service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceSpec {
+    /// tcp or udp.
+    pub protocol: Protocol,
+    /// Virtual IP.
+    pub address: IpAddr,
+    /// Virtual port.
+    pub port: u16,
+    /// Scheduler and its flags.
+    pub scheduler: SchedulerSpec,
+    /// Established-state timeout of this service's TCP connections, overriding
+    /// the global one.
+    pub established_timeout: Option<Duration>,
+    /// How FullNAT TCP connections carry the client address.
+    pub carrier: Carrier,
+    /// Clamp the MSS of SYNs to tunnelled real servers.
+    pub tun_mss_clamp: bool,
+    /// Persistence timeout in seconds; 0 = not persistent.
+    pub persistence_timeout: u32,
+    /// Persistence netmask prefix.
+    pub persistence_prefix: u8,
+    /// Real servers.
+    pub real_servers: Vec<RealServerSpec>,
+}
+
+/// A real server of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RealServerSpec {
+    /// Address.
+    pub address: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// Weight.
+    pub weight: u32,
+    /// Forwarding mode.
+    pub forward: ForwardMode,
+    /// Upper connection threshold (0 = none).
+    pub upper_threshold: u32,
+    /// Lower connection threshold.
+    pub lower_threshold: u32,
+    /// Tunnel encapsulation for [`ForwardMode::Tunnel`].
+    pub tunnel: TunnelSpec,
+}
+
+/// Why a snapshot could not be built: the scheduler of a service refused its
+/// servers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildError {
+    /// Index of the service in [`SnapshotSpec::services`].
+    pub service: usize,
+    /// What the scheduler said.
+    pub error: SchedError,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "service {}: {}", self.service, self.error)
+    }
+}
+
+impl std::error::Error for BuildError {}
 
 /// Identity of a service across snapshots.
 type ServiceKey = (Protocol, IpAddr, u16);
@@ -71,39 +171,29 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds a snapshot of `config` for `workers` workers, carrying identities and
+    /// Builds a snapshot of `spec` for `workers` workers, carrying identities and
     /// counters over from `previous`.
     pub fn build(
-        config: &Config,
+        spec: &SnapshotSpec,
         previous: Option<&Snapshot>,
         workers: usize,
-    ) -> Result<Snapshot, ConfigError> {
-        config.validate()?;
-        let port_id = |name: &str| PortId(config.port_index(name).unwrap_or_default() as u16);
-        let ports: Vec<PortAddress> = config
-            .ports
-            .iter()
-            .map(|p| PortAddress {
-                cidr: p.address,
-                mtu: p.mtu,
-                rp_filter: p.rp_filter,
-            })
-            .collect();
+    ) -> Result<Snapshot, BuildError> {
+        let ports = spec.ports.clone();
         let mut routes = RouteTable::default();
         for (i, p) in ports.iter().enumerate() {
             routes.add(p.cidr, None, PortId(i as u16));
         }
-        for r in &config.routes {
-            routes.add(r.destination, r.via, port_id(&r.port));
+        for r in &spec.routes {
+            routes.add(r.destination, r.via, r.port);
         }
         let mut local = HashMap::new();
         for (i, p) in ports.iter().enumerate() {
             local.insert(IpAddr::V4(p.cidr.addr), LocalKind::Port(PortId(i as u16)));
         }
-        for l in &config.local_addresses {
-            local.insert(l.address, LocalKind::LocalAddress);
+        for &l in &spec.local_addresses {
+            local.insert(l, LocalKind::LocalAddress);
         }
-        for s in &config.services {
+        for s in &spec.services {
             local.entry(s.address).or_insert(LocalKind::Vip);
         }
 
@@ -111,7 +201,7 @@ impl Snapshot {
         let mut services = Vec::new();
         let mut service_index = HashMap::new();
         let mut real_servers = Vec::new();
-        for (i, sc) in config.services.iter().enumerate() {
+        for (i, sc) in spec.services.iter().enumerate() {
             let key: ServiceKey = (sc.protocol, sc.address, sc.port);
             let old_service = previous.and_then(|p| p.service_by_key(key));
             let (id, serial, counters) = match old_service {
@@ -124,7 +214,7 @@ impl Snapshot {
             };
             let mut dests = Vec::with_capacity(sc.real_servers.len());
             for rc in &sc.real_servers {
-                let port = rc.port.unwrap_or(sc.port);
+                let port = rc.port;
                 let old = old_service.and_then(|s| {
                     s.real_servers
                         .iter()
@@ -144,16 +234,16 @@ impl Snapshot {
                     addr: rc.address,
                     port,
                     weight: rc.weight,
-                    forward: rc.forward.unwrap_or(sc.forward),
+                    forward: rc.forward,
                     upper_threshold: rc.upper_threshold,
                     lower_threshold: rc.lower_threshold,
-                    tunnel: rc.tunnel_spec(),
+                    tunnel: rc.tunnel,
                     counters: rcounters,
                 }));
             }
-            let scheduler_spec = sc.scheduler_spec();
+            let scheduler_spec = sc.scheduler.clone();
             let scheduler = sched::build(&scheduler_spec, &dests, workers)
-                .map_err(|e| ConfigError::new(format!("services[{i}].scheduler"), e.to_string()))?;
+                .map_err(|error| BuildError { service: i, error })?;
             // An edited service keeps its place in the rotation.
             if let Some(positions) = old_service
                 .filter(|s| s.scheduler_spec.name == scheduler_spec.name)
@@ -172,12 +262,10 @@ impl Snapshot {
                 vport: sc.port,
                 scheduler_spec,
                 scheduler,
-                established_timeout: sc
-                    .established_timeout
-                    .map(|t| std::time::Duration::from_secs(u64::from(t))),
+                established_timeout: sc.established_timeout,
                 carrier: sc.carrier,
                 tun_mss_clamp: sc.tun_mss_clamp,
-                persistence_timeout: sc.persistence.unwrap_or(0),
+                persistence_timeout: sc.persistence_timeout,
                 persistence_prefix: sc.persistence_prefix,
                 real_servers: dests,
                 counters,
@@ -191,14 +279,10 @@ impl Snapshot {
             workers,
             ports,
             routes,
-            static_neighbours: config
-                .neighbours
-                .iter()
-                .map(|n| (n.address, n.mac, port_id(&n.port)))
-                .collect(),
-            local_addresses: config.local_addresses.iter().map(|l| l.address).collect(),
-            timeouts: config.timeouts.clone(),
-            policies: config.policies,
+            static_neighbours: spec.static_neighbours.clone(),
+            local_addresses: spec.local_addresses.clone(),
+            timeouts: spec.timeouts.clone(),
+            policies: spec.policies,
             services,
             service_index,
             real_servers,
@@ -302,115 +386,4 @@ fn take_slot(used: &mut Vec<bool>) -> u32 {
     });
     used[i] = true;
     i as u32
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const CONFIG: &str = r#"
-ports:
-  - { name: client, device: d0, address: 10.0.1.1/24 }
-  - { name: server, device: d1, address: 10.0.2.1/24 }
-local_addresses:
-  - { address: 10.0.2.100, port: server }
-services:
-  - address: 10.0.1.100
-    port: 80
-    protocol: tcp
-    scheduler: rr
-    real_servers:
-      - { address: 10.0.2.11 }
-      - { address: 10.0.2.12, port: 8080 }
-"#;
-
-    fn build(text: &str, previous: Option<&Snapshot>) -> Snapshot {
-        Snapshot::build(&Config::from_yaml(text).unwrap(), previous, 2).unwrap()
-    }
-
-    #[test]
-    fn an_edited_service_keeps_its_place_in_the_rotation() {
-        let first = build(CONFIG, None);
-        let vip: IpAddr = "10.0.1.100".parse().unwrap();
-        let flow = crate::flow::FlowKey::v4(
-            6,
-            "10.0.1.2".parse().unwrap(),
-            1,
-            "10.0.1.100".parse().unwrap(),
-            80,
-        );
-        let svc = first.service(6, vip, 80).unwrap();
-        let w = crate::ids::WorkerId(1);
-        assert_eq!(svc.scheduler.pick(w, &svc.real_servers, &flow), Some(0));
-        // A server is added: rr continues with the second server, not the first.
-        let edited = CONFIG.replace(
-            "      - { address: 10.0.2.12, port: 8080 }",
-            "      - { address: 10.0.2.12, port: 8080 }\n      - { address: 10.0.2.13 }",
-        );
-        let second = build(&edited, Some(&first));
-        let svc = second.service(6, vip, 80).unwrap();
-        let picks: Vec<_> = (0..3)
-            .map(|_| svc.scheduler.pick(w, &svc.real_servers, &flow).unwrap())
-            .collect();
-        assert_eq!(picks, [1, 2, 0]);
-        // Worker 0 had not picked yet: it still starts at the first server.
-        assert_eq!(
-            svc.scheduler
-                .pick(crate::ids::WorkerId(0), &svc.real_servers, &flow),
-            Some(0)
-        );
-    }
-
-    #[test]
-    fn indexes_services_and_local_addresses() {
-        let s = build(CONFIG, None);
-        let vip: IpAddr = "10.0.1.100".parse().unwrap();
-        let svc = s.service(6, vip, 80).unwrap();
-        assert_eq!(svc.real_servers.len(), 2);
-        assert_eq!(svc.real_servers[1].port, 8080);
-        assert_eq!(svc.real_servers[0].port, 80);
-        assert!(s.service(17, vip, 80).is_none());
-        assert_eq!(s.local_kind(vip), Some(LocalKind::Vip));
-        assert_eq!(
-            s.local_kind("10.0.2.1".parse().unwrap()),
-            Some(LocalKind::Port(PortId(1)))
-        );
-        assert_eq!(
-            s.local_kind("10.0.2.100".parse().unwrap()),
-            Some(LocalKind::LocalAddress)
-        );
-        let d = &svc.real_servers[0];
-        assert!(Arc::ptr_eq(s.real_server(d.id, d.serial).unwrap(), d));
-        assert!(s.real_server(d.id, d.serial + 1000).is_none());
-    }
-
-    #[test]
-    fn edits_keep_identity_and_counters_of_what_stays() {
-        let first = build(CONFIG, None);
-        let vip: IpAddr = "10.0.1.100".parse().unwrap();
-        let kept = first.service(6, vip, 80).unwrap().real_servers[0].clone();
-        let removed = first.service(6, vip, 80).unwrap().real_servers[1].clone();
-        let edited = CONFIG.replace(
-            "{ address: 10.0.2.12, port: 8080 }",
-            "{ address: 10.0.2.13, weight: 5 }",
-        );
-        let second = build(&edited, Some(&first));
-        assert_eq!(second.generation, first.generation + 1);
-        let svc = second.service(6, vip, 80).unwrap();
-        let again = &svc.real_servers[0];
-        assert_eq!((again.id, again.serial), (kept.id, kept.serial));
-        assert!(Arc::ptr_eq(&again.counters, &kept.counters));
-        assert!(second.real_server(removed.id, removed.serial).is_none());
-        let added = &svc.real_servers[1];
-        assert_ne!(
-            added.id, removed.id,
-            "a freed slot is not reused by the next snapshot"
-        );
-        // One more snapshot later the freed slot may be reused, with a new serial.
-        let third = build(&edited.replace("10.0.2.13", "10.0.2.14"), Some(&second));
-        let newest = &third.service(6, vip, 80).unwrap().real_servers[1];
-        assert!(third.real_server(removed.id, removed.serial).is_none());
-        assert!(third.real_server(added.id, added.serial).is_none());
-        assert!(third.real_server(newest.id, newest.serial).is_some());
-    }
 }

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lb_core::config::Config;
+use lb_config::{build_snapshot, Config};
 use lb_core::conn::TcpState;
 use lb_core::csum;
 use lb_core::frame::Frame;
@@ -351,7 +351,7 @@ fn per_service_established_timeout_overrides_the_global_one() {
     );
     assert_ne!(text, CONFIG);
     let config = Config::from_yaml(&text).unwrap();
-    let next = Snapshot::build(&config, Some(w.snapshot()), 1).unwrap();
+    let next = build_snapshot(&config, Some(w.snapshot()), 1).unwrap();
     w.set_snapshot(Arc::new(next), secs(0));
     handshake(&mut w, secs(1), 40_000);
     let listed = w.list_connections(secs(1), None, 10);
@@ -411,7 +411,7 @@ fn connections_of_a_removed_server_die_or_linger_by_policy() {
             )
         );
         let config = Config::from_yaml(&text).unwrap();
-        let next = Snapshot::build(&config, Some(w.snapshot()), 1).unwrap();
+        let next = build_snapshot(&config, Some(w.snapshot()), 1).unwrap();
         w.set_snapshot(Arc::new(next), secs(1));
         let (verdict, _) = run(&mut w, secs(2), CLIENT, client_segment(40_000, flags::ACK));
         assert_eq!(verdict, Verdict::Drop(DropReason::DestRemoved));
@@ -505,7 +505,7 @@ fn replies_reach_the_owning_worker_and_neighbours_are_shared() {
 }
 
 fn snapshot_of(text: &str, workers: usize) -> Arc<Snapshot> {
-    Arc::new(Snapshot::build(&Config::from_yaml(text).unwrap(), None, workers).unwrap())
+    Arc::new(build_snapshot(&Config::from_yaml(text).unwrap(), None, workers).unwrap())
 }
 
 /// The server a client SYN from `cport` is sent to.

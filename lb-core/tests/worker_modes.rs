@@ -6,11 +6,10 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use lb_core::config::Config;
+use lb_config::{build_snapshot, Config};
 use lb_core::csum;
 use lb_core::frame::Frame;
 use lb_core::ids::{PortId, WorkerId};
-use lb_core::snapshot::Snapshot;
 use lb_core::stats::DropReason;
 use lb_core::steer::Peers;
 use lb_core::time::Instant;
@@ -49,7 +48,7 @@ services:
 
 fn worker(forward: &str, extra: &str) -> Worker {
     let config = Config::from_yaml(&config(forward, extra)).unwrap();
-    let snapshot = Arc::new(Snapshot::build(&config, None, 1).unwrap());
+    let snapshot = Arc::new(build_snapshot(&config, None, 1).unwrap());
     let setup = WorkerSetup {
         id: WorkerId(0),
         port_macs: DIR_MAC.to_vec(),
@@ -344,7 +343,7 @@ fn rpf_worker(mode: &str) -> Worker {
         &format!("address: 10.0.2.1/24 }}\n  - {{ name: other, device: d2, address: 10.0.3.1/24, rp_filter: {mode} }}"),
     );
     let config = Config::from_yaml(&text).unwrap();
-    let snapshot = Arc::new(Snapshot::build(&config, None, 1).unwrap());
+    let snapshot = Arc::new(build_snapshot(&config, None, 1).unwrap());
     let mut macs = DIR_MAC.to_vec();
     macs.push(MacAddr([2, 0, 0, 0, 3, 1]));
     let setup = WorkerSetup {
@@ -406,7 +405,7 @@ fn ip_options_are_dropped_or_forwarded_by_policy() {
         "{}policies: {{ ip_options: forward }}\n",
         config("fullnat", "")
     );
-    let snapshot = Arc::new(Snapshot::build(&Config::from_yaml(&text).unwrap(), None, 1).unwrap());
+    let snapshot = Arc::new(build_snapshot(&Config::from_yaml(&text).unwrap(), None, 1).unwrap());
     w.set_snapshot(snapshot, Instant(1));
     assert_eq!(
         from_client(&mut w, &record_route).0,

@@ -13,8 +13,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use lb_core::api::{Edit, Mapping, ServiceKey};
-use lb_core::config::{RealServerConfig, ServiceConfig, DEFAULT_SOCKET};
+use lb_config::api::{Edit, Mapping, ServiceKey};
+use lb_config::{RealServerConfig, ServiceConfig, DEFAULT_SOCKET};
 use lb_core::service::Protocol;
 use serde_yaml_ng::Value;
 

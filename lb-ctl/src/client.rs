@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use lb_core::api::{Command, Request, Response, VERSION};
+use lb_config::api::{Command, Request, Response, VERSION};
 
 /// Why a call failed.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,8 +55,10 @@ pub fn call(socket: &Path, command: Command) -> Result<Response, CallError> {
 
 #[cfg(test)]
 mod tests {
-    use lb_core::api::{Command, ConnView, Edit, Mapping, Request, Response, ServiceKey, VERSION};
-    use lb_core::config::{Config, RealServerConfig, ServiceConfig};
+    use lb_config::api::{
+        Command, ConnView, Edit, Mapping, Request, Response, ServiceKey, VERSION,
+    };
+    use lb_config::{Config, RealServerConfig, ServiceConfig};
     use lb_core::service::{ForwardMode, Protocol};
 
     fn key() -> ServiceKey {

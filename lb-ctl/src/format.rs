@@ -4,8 +4,8 @@
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr};
 
-use lb_core::api::{ConnView, RealServerView, ServiceView, StatusView};
-use lb_core::config::{Config, RealServerConfig, ServiceConfig};
+use lb_config::api::{ConnView, RealServerView, ServiceView, StatusView};
+use lb_config::{Config, RealServerConfig, ServiceConfig};
 use lb_core::service::{ForwardMode, Protocol, TrafficTotals};
 use serde_yaml_ng::Value;
 
@@ -440,7 +440,7 @@ fn yaml_word(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lb_core::api::Rates;
+    use lb_config::api::Rates;
 
     fn service() -> ServiceView {
         ServiceView {
@@ -716,7 +716,7 @@ services:
     /// first (as `restore --replace`), on the director's side of the protocol.
     fn restored(rules: &str) -> Config {
         let (mut edits, _) = crate::cli::parse_rules(rules).unwrap();
-        edits.insert(0, lb_core::api::Edit::Clear);
+        edits.insert(0, lb_config::api::Edit::Clear);
         let mut config = Config::from_yaml(CONFIG).unwrap();
         config.apply_edits(&edits).unwrap();
         config
@@ -740,7 +740,7 @@ services:
     #[test]
     fn restored_dump_lists_as_ipvsadm() {
         let config = restored(SAVED);
-        let snapshot = lb_core::snapshot::Snapshot::build(&config, None, 1).unwrap();
+        let snapshot = lb_config::build_snapshot(&config, None, 1).unwrap();
         let mut services: Vec<ServiceView> = snapshot
             .services()
             .map(|s| ServiceView {

@@ -15,7 +15,7 @@ mod format;
 use std::io::Read;
 use std::process::ExitCode;
 
-use lb_core::api::{Command, Edit, Response};
+use lb_config::api::{Command, Edit, Response};
 
 use crate::cli::{Action, Invocation, ParseError};
 

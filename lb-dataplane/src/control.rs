@@ -28,12 +28,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lb_core::api::{
+use lb_config::api::{
     Command, ConnView, Edit, PortView, RealServerView, Response, ServiceKey, ServiceView,
     StatusView, WorkerView, DEFAULT_CONNECTION_LIMIT,
 };
-use lb_core::config::Config;
-use lb_core::edit::EditError;
+use lb_config::edit::EditError;
+use lb_config::Config;
 use lb_core::service::Protocol;
 use lb_core::snapshot::Snapshot;
 use lb_core::wire::MacAddr;
@@ -110,7 +110,7 @@ impl Reloader {
     /// `next` the running configuration.
     fn publish(&mut self, shared: &Shared, next: Config) -> Result<u64, String> {
         let previous = shared.published.load();
-        let snapshot = Snapshot::build(&next, Some(&previous), previous.workers)
+        let snapshot = lb_config::build_snapshot(&next, Some(&previous), previous.workers)
             .map_err(|e| next.describe_error(&e))?;
         let generation = snapshot.generation;
         shared.published.publish(Arc::new(snapshot));

@@ -13,9 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use lb_core::config::Config;
+use lb_config::Config;
 use lb_core::ids::WorkerId;
-use lb_core::snapshot::Snapshot;
 use lb_core::steer::Peers;
 use lb_core::time::Instant;
 use lb_core::wire::MacAddr;
@@ -81,7 +80,8 @@ fn load_config(path: &PathBuf) -> Result<Config, String> {
     // The snapshot build checks what needs the whole picture (schedulers per
     // real-server set), so a bad file fails here, before DPDK starts.
     let workers = usize::from(config.workers.count);
-    Snapshot::build(&config, None, workers).map_err(|e| format!("{}: {e}", path.display()))?;
+    lb_config::build_snapshot(&config, None, workers)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(config)
 }
 
@@ -243,7 +243,8 @@ fn run(
     }
 
     install_steering(config, &ports, workers);
-    let snapshot = Arc::new(Snapshot::build(config, None, workers).map_err(|e| e.to_string())?);
+    let snapshot =
+        Arc::new(lb_config::build_snapshot(config, None, workers).map_err(|e| e.to_string())?);
     let port_macs: Vec<MacAddr> = ports.iter().map(|p| MacAddr(p.mac())).collect();
     let conn_capacity = config.connections.capacity(workers, memory_available());
     eprintln!(

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lb_core::api::{Rates, ServiceKey, ServiceView, StatusView};
+use lb_config::api::{Rates, ServiceKey, ServiceView, StatusView};
 use lb_core::service::TrafficTotals;
 use lb_core::snapshot::Snapshot;
 
@@ -264,7 +264,7 @@ pub fn render(status: &StatusView, services: &[ServiceView]) -> String {
             }
         }
     }
-    type RsGauge = fn(&lb_core::api::RealServerView) -> u64;
+    type RsGauge = fn(&lb_config::api::RealServerView) -> u64;
     let rs_gauges: [(&str, &str, RsGauge); 3] = [
         (
             "lb_real_server_active_connections",
@@ -292,7 +292,7 @@ pub fn render(status: &StatusView, services: &[ServiceView]) -> String {
         }
     }
 
-    type WorkerCounter = fn(&lb_core::api::WorkerView) -> u64;
+    type WorkerCounter = fn(&lb_config::api::WorkerView) -> u64;
     let worker_counters: [(&str, &str, &str, WorkerCounter); 13] = [
         (
             "lb_worker_rx_packets_total",
@@ -387,7 +387,7 @@ pub fn render(status: &StatusView, services: &[ServiceView]) -> String {
         }
     }
 
-    type WorkerEvents = fn(&lb_core::api::WorkerView) -> &[(String, u64)];
+    type WorkerEvents = fn(&lb_config::api::WorkerView) -> &[(String, u64)];
     let worker_events: [(&str, &str, WorkerEvents); 2] = [
         (
             "lb_worker_mode_events_total",
@@ -412,7 +412,7 @@ pub fn render(status: &StatusView, services: &[ServiceView]) -> String {
         }
     }
 
-    type PortCounter = fn(&lb_core::api::PortView) -> u64;
+    type PortCounter = fn(&lb_config::api::PortView) -> u64;
     let port_counters: [(&str, &str, PortCounter); 8] = [
         (
             "lb_port_rx_packets_total",
@@ -475,8 +475,8 @@ pub fn render(status: &StatusView, services: &[ServiceView]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lb_core::api::{PortView, RealServerView, WorkerView};
-    use lb_core::config::Config;
+    use lb_config::api::{PortView, RealServerView, WorkerView};
+    use lb_config::Config;
     use lb_core::service::{ForwardMode, Protocol};
 
     fn services() -> Vec<ServiceView> {
@@ -618,7 +618,7 @@ services:
     fn zero_and_rates() {
         use lb_core::ids::WorkerId;
         let config = Config::from_yaml(CONFIG).unwrap();
-        let snapshot = Snapshot::build(&config, None, 1).unwrap();
+        let snapshot = lb_config::build_snapshot(&config, None, 1).unwrap();
         let svc = snapshot.services().next().unwrap().clone();
         let c = svc.counters.worker(WorkerId(0));
         let mut book = StatsBook::default();

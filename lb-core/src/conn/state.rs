@@ -4,8 +4,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::wire::tcp::flags;
 
 /// IPVS TCP connection states, in IPVS's order.
@@ -175,20 +173,17 @@ pub fn next_state(state: TcpState, dir: Direction, event: TcpEvent) -> TcpState 
 /// Connection timeouts in seconds, per TCP state and for UDP and ICMP. Field names
 /// are IPVS's state names; `tcp` and `tcpfin` are ipvsadm's names for
 /// `established` and `fin_wait`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     /// NONE.
     pub none: u32,
     /// ESTABLISHED (`ipvsadm --set tcp`).
-    #[serde(alias = "tcp")]
     pub established: u32,
     /// SYN_SENT.
     pub syn_sent: u32,
     /// SYN_RECV.
     pub syn_recv: u32,
     /// FIN_WAIT (`ipvsadm --set tcpfin`).
-    #[serde(alias = "tcpfin")]
     pub fin_wait: u32,
     /// TIME_WAIT.
     pub time_wait: u32,

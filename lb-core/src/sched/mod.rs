@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
-use serde::{Deserialize, Serialize};
 
 use crate::flow::FlowKey;
 use crate::ids::WorkerId;
@@ -76,18 +75,15 @@ pub trait Scheduler: Send + Sync + fmt::Debug {
 }
 
 /// A scheduler as configured: its name and flags.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SchedulerSpec {
     /// ipvsadm scheduler name (`rr`, `wrr`, `wlc`, …).
     pub name: String,
     /// Scheduler flags (`sh-fallback`, `sh-port`, `mh-fallback`, `mh-port`).
-    #[serde(default)]
     pub flags: Vec<String>,
     /// Maglev lookup table size (`mh` only): a prime, at least the number of real
     /// servers, at most [`MH_MAX_TABLE_SIZE`]. `None` = [`MH_DEFAULT_TABLE_SIZE`]
     /// (65537, as Katran and the Maglev paper; Linux builds 4093 by default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mh_table_size: Option<u32>,
 }
 
@@ -627,19 +623,6 @@ mod tests {
         let many: Vec<_> = (0..10).map(|i| server(i, 1, 0)).collect();
         assert!(build(&with_size("mh", 7), &many, 1).is_err());
         assert!(build(&with_size("wlc", 4093), &servers, 1).is_err());
-    }
-
-    #[test]
-    fn spec_serde_round_trip_and_unknown_fields() {
-        let s: SchedulerSpec =
-            serde_yaml_ng::from_str("name: mh\nflags: [mh-port]\nmh_table_size: 4093\n").unwrap();
-        assert_eq!(s.mh_table_size, Some(4093));
-        let s: SchedulerSpec = serde_yaml_ng::from_str("name: sh\n").unwrap();
-        assert_eq!(s, spec("sh", &[]));
-        assert!(!serde_yaml_ng::to_string(&s)
-            .unwrap()
-            .contains("mh_table_size"));
-        assert!(serde_yaml_ng::from_str::<SchedulerSpec>("name: sh\nbogus: 1\n").is_err());
     }
 
     #[test]

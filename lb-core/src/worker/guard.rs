@@ -8,8 +8,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::config::{IpOptionsPolicy, RpFilter};
 use crate::ids::PortId;
+use crate::policy::{IpOptionsPolicy, RpFilter};
 use crate::snapshot::{LocalKind, Snapshot};
 use crate::stats::DropReason;
 use crate::wire::ethernet;

@@ -6,11 +6,10 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use lb_core::config::Config;
+use lb_config::{build_snapshot, Config};
 use lb_core::csum;
 use lb_core::frame::Frame;
 use lb_core::ids::{PortId, WorkerId};
-use lb_core::snapshot::Snapshot;
 use lb_core::steer::Peers;
 use lb_core::time::Instant;
 use lb_core::wire::arp::{self, ArpPacket};
@@ -71,7 +70,7 @@ pub fn worker_from(text: &str) -> Worker {
 /// `conn_capacity` connections.
 pub fn worker_sized(text: &str, conn_capacity: usize) -> Worker {
     let config = Config::from_yaml(text).unwrap();
-    let snapshot = Arc::new(Snapshot::build(&config, None, 1).unwrap());
+    let snapshot = Arc::new(build_snapshot(&config, None, 1).unwrap());
     let setup = WorkerSetup {
         id: WorkerId(0),
         port_macs: DIR_MAC.to_vec(),
@@ -246,7 +245,7 @@ pub fn handshake(w: &mut Worker, now: Instant, cport: u16) -> (Ipv4Addr, u16) {
 /// ARP replies of the servers and the client; the others learn them from it.
 pub fn workers_sharing(text: &str, n: u16) -> Vec<Worker> {
     let config = Config::from_yaml(text).unwrap();
-    let snapshot = Arc::new(Snapshot::build(&config, None, usize::from(n)).unwrap());
+    let snapshot = Arc::new(build_snapshot(&config, None, usize::from(n)).unwrap());
     let peers = Arc::new(Peers::new(usize::from(n), 5));
     let mut workers: Vec<Worker> = (0..n)
         .map(|w| {

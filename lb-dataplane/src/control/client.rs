@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use lb_core::api::{Command, Request, Response, VERSION};
+use lb_config::api::{Command, Request, Response, VERSION};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;

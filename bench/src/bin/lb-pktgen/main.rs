@@ -31,7 +31,7 @@ use lb_bench::plan::Plan;
 use lb_bench::results::RunResult;
 use lb_bench::svg::LineChart;
 use lb_bench::traffic::{Dut, Engine, Mode, Options};
-use lb_core::config::Config;
+use lb_config::Config;
 use lb_core::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use lb_dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig};
 
@@ -502,7 +502,7 @@ fn dut_status(path: &Path) -> Result<serde_json::Value, String> {
         .set_read_timeout(Some(Duration::from_secs(2)))
         .map_err(|e| e.to_string())?;
     let request = serde_json::json!({
-        "version": lb_core::api::VERSION,
+        "version": lb_config::api::VERSION,
         "command": "status",
     });
     writeln!(stream, "{request}").map_err(|e| e.to_string())?;

@@ -8,11 +8,12 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+use lb_core::service::{ForwardMode, Protocol, TrafficTotals};
 use serde::{Deserialize, Serialize};
 pub use serde_yaml_ng::Mapping;
 
-use crate::config::{Config, RealServerConfig, ServiceConfig};
-use crate::service::{ForwardMode, Protocol, TrafficTotals};
+use crate::forms::{ForwardModeForm, ProtocolForm, TrafficTotalsForm};
+use crate::model::{Config, RealServerConfig, ServiceConfig};
 
 /// Protocol version spoken by this build.
 pub const VERSION: u32 = 1;
@@ -72,6 +73,7 @@ pub const DEFAULT_CONNECTION_LIMIT: u64 = 100_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ServiceKey {
     /// tcp or udp.
+    #[serde(with = "ProtocolForm")]
     pub protocol: Protocol,
     /// Virtual IP.
     pub address: IpAddr,
@@ -275,6 +277,7 @@ pub struct Rates {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnView {
     /// tcp or udp.
+    #[serde(with = "ProtocolForm")]
     pub protocol: Protocol,
     /// IPVS state name (`ESTABLISHED`, `TIME_WAIT`, …; `UDP` for UDP).
     pub state: String,
@@ -291,6 +294,7 @@ pub struct ConnView {
     /// The real server.
     pub destination: SocketAddr,
     /// Forwarding mode.
+    #[serde(with = "ForwardModeForm")]
     pub forward: ForwardMode,
     /// The worker whose table holds it.
     pub worker: u16,
@@ -300,6 +304,7 @@ pub struct ConnView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServiceView {
     /// TCP or UDP.
+    #[serde(with = "ProtocolForm")]
     pub protocol: Protocol,
     /// Virtual IP.
     pub address: IpAddr,
@@ -314,6 +319,7 @@ pub struct ServiceView {
     /// Persistence netmask prefix.
     pub persistence_prefix: u8,
     /// Traffic through the service (since the last zero).
+    #[serde(with = "TrafficTotalsForm")]
     pub stats: TrafficTotals,
     /// Rates of that traffic.
     #[serde(default)]
@@ -330,6 +336,7 @@ pub struct RealServerView {
     /// Port.
     pub port: u16,
     /// Forwarding mode.
+    #[serde(with = "ForwardModeForm")]
     pub forward: ForwardMode,
     /// Weight.
     pub weight: u32,
@@ -342,6 +349,7 @@ pub struct RealServerView {
     /// Inactive connections.
     pub inactive: u64,
     /// Traffic to and from the server (since the last zero).
+    #[serde(with = "TrafficTotalsForm")]
     pub stats: TrafficTotals,
     /// Rates of that traffic.
     #[serde(default)]

@@ -17,9 +17,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_yaml_ng::{Mapping, Value};
 
+use lb_core::service::{ForwardMode, Protocol};
+
 use crate::api::{Edit, ServiceKey};
-use crate::config::{Config, ConfigError, RealServerConfig, ServiceConfig};
-use crate::service::{ForwardMode, Protocol};
+use crate::forms::TimeoutsValue;
+use crate::model::{Config, ConfigError, LocalAddressConfig, RealServerConfig, ServiceConfig};
 
 impl ServiceConfig {
     /// The service's identity.
@@ -199,8 +201,10 @@ impl Config {
                 };
                 let mut set = Mapping::new();
                 set.insert(name.into(), (*seconds).into());
-                self.timeouts =
-                    patch(&self.timeouts, &set, &[]).map_err(|e| format!("timeouts: {e}"))?;
+                let timeouts = TimeoutsValue(self.timeouts.clone());
+                self.timeouts = patch(&timeouts, &set, &[])
+                    .map_err(|e| format!("timeouts: {e}"))?
+                    .0;
             }
             Edit::AddLocalAddress { address, port } => {
                 if self.local_addresses.iter().any(|l| l.address == *address) {
@@ -220,11 +224,10 @@ impl Config {
                         )
                     })?,
                 };
-                self.local_addresses
-                    .push(crate::config::LocalAddressConfig {
-                        address: *address,
-                        port,
-                    });
+                self.local_addresses.push(LocalAddressConfig {
+                    address: *address,
+                    port,
+                });
             }
             Edit::DeleteLocalAddress { address } => {
                 let i = self
