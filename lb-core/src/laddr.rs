@@ -27,9 +27,59 @@ pub fn port_owner(port: u16, workers: usize) -> WorkerId {
 #[derive(Debug)]
 struct AddrPorts {
     addr: IpAddr,
+    /// Ports in hand-out order. A port reserved while queued keeps its place
+    /// and is skipped when it comes up (see [`LocalPortPool::reserve`]).
     free: VecDeque<u16>,
     /// Ports of the worker's slice on this address, free or not.
     slice: usize,
+    /// Ports held by a connection.
+    in_use: PortSet,
+    /// Ports in `free`.
+    queued: PortSet,
+    /// Ports in `free` that are in use (reserved), to be skipped.
+    stale: usize,
+}
+
+impl AddrPorts {
+    fn available(&self) -> usize {
+        self.free.len() - self.stale
+    }
+
+    fn pop(&mut self) -> Option<u16> {
+        while let Some(port) = self.free.pop_front() {
+            self.queued.set(port, false);
+            if self.in_use.get(port) {
+                self.stale -= 1;
+                continue;
+            }
+            self.in_use.set(port, true);
+            return Some(port);
+        }
+        None
+    }
+}
+
+/// One bit per port number.
+#[derive(Debug)]
+struct PortSet(Box<[u64]>);
+
+impl PortSet {
+    fn new() -> Self {
+        PortSet(vec![0; 65536 / 64].into_boxed_slice())
+    }
+
+    fn get(&self, port: u16) -> bool {
+        self.0[usize::from(port / 64)] & (1 << (port % 64)) != 0
+    }
+
+    fn set(&mut self, port: u16, on: bool) {
+        let word = &mut self.0[usize::from(port / 64)];
+        if on {
+            *word |= 1 << (port % 64);
+        } else {
+            *word &= !(1 << (port % 64));
+        }
+    }
 }
 
 /// One worker's ports on every local address.
@@ -89,14 +139,26 @@ impl LocalPortPool {
         // use says nothing about which ports are in use next to it, so a forger
         // cannot aim at other clients' connections by guessing.
         let n = slice.len() as u32;
-        let free = (0..n)
+        let free: VecDeque<u16> = (0..n)
             .map(|i| slice[permute(i, n, &self.keys) as usize])
             .collect();
+        let mut queued = PortSet::new();
+        for &port in &free {
+            queued.set(port, true);
+        }
         AddrPorts {
             addr,
             free,
             slice: n as usize,
+            in_use: PortSet::new(),
+            queued,
+            stale: 0,
         }
+    }
+
+    /// Whether `port` is in this worker's slice.
+    fn owns(&self, port: u16) -> bool {
+        port >= FIRST_PORT && port_owner(port, self.workers) == self.worker
     }
 
     /// Takes a local address and port, round robin over the addresses.
@@ -104,7 +166,7 @@ impl LocalPortPool {
         let n = self.addrs.len();
         for step in 0..n {
             let i = (self.next + step) % n;
-            if let Some(port) = self.addrs[i].free.pop_front() {
+            if let Some(port) = self.addrs[i].pop() {
                 self.next = (i + 1) % n;
                 return Some((self.addrs[i].addr, port));
             }
@@ -115,14 +177,47 @@ impl LocalPortPool {
     /// Returns a port taken with [`LocalPortPool::allocate`]. Ports go to the back of
     /// the queue so a just-closed tuple is reused as late as possible.
     pub fn release(&mut self, addr: IpAddr, port: u16) {
-        if let Some(p) = self.addrs.iter_mut().find(|p| p.addr == addr) {
+        let Some(p) = self.addrs.iter_mut().find(|p| p.addr == addr) else {
+            return;
+        };
+        if !p.in_use.get(port) {
+            return; // never taken, or returned already
+        }
+        p.in_use.set(port, false);
+        if p.queued.get(port) {
+            // Reserved while still queued: its place in the queue is good again.
+            p.stale -= 1;
+        } else {
+            p.queued.set(port, true);
             p.free.push_back(port);
         }
     }
 
+    /// Claims a given port of the worker's slice on `addr`, for a connection
+    /// that comes with its local port (one imported from another director);
+    /// false if the address is not a local address, the port is not this
+    /// worker's or it is in use. O(1): a queued port keeps its place and is
+    /// skipped when it comes up.
+    pub fn reserve(&mut self, addr: IpAddr, port: u16) -> bool {
+        if !self.owns(port) {
+            return false;
+        }
+        let Some(p) = self.addrs.iter_mut().find(|p| p.addr == addr) else {
+            return false;
+        };
+        if p.in_use.get(port) {
+            return false;
+        }
+        p.in_use.set(port, true);
+        if p.queued.get(port) {
+            p.stale += 1;
+        }
+        true
+    }
+
     /// Free ports over all addresses.
     pub fn available(&self) -> usize {
-        self.addrs.iter().map(|p| p.free.len()).sum()
+        self.addrs.iter().map(AddrPorts::available).sum()
     }
 
     /// Ports of the worker's slice over all addresses, free or in use.
@@ -248,6 +343,31 @@ mod tests {
                 .count();
             proptest::prop_assert!(sequential < n / 100 + 2, "{} sequential steps", sequential);
         }
+    }
+
+    #[test]
+    fn reserved_ports_are_never_handed_out_until_released() {
+        let mut pool = LocalPortPool::new(WorkerId(1), 2, &[lip(100)], 7);
+        let n = pool.available();
+        assert!(pool.reserve(lip(100), 2001));
+        assert!(!pool.reserve(lip(100), 2001), "already in use");
+        assert!(!pool.reserve(lip(100), 2000), "worker 0's port");
+        assert!(!pool.reserve(lip(100), 1023), "below the first port");
+        assert!(!pool.reserve(lip(101), 2003), "not a local address");
+        assert_eq!(pool.available(), n - 1);
+        let taken = pool.allocate().unwrap();
+        assert!(pool.reserve(lip(100), 2003) || taken.1 == 2003);
+        pool.release(taken.0, taken.1);
+        pool.release(taken.0, taken.1); // a second release changes nothing
+        pool.release(lip(100), 2001);
+        let mut seen = vec![0u8; 65536];
+        while let Some((_, port)) = pool.allocate() {
+            seen[usize::from(port)] += 1;
+        }
+        assert!(seen.iter().all(|&k| k <= 1), "no port handed out twice");
+        assert_eq!(seen[2001], 1, "the released reservation came back");
+        assert_eq!(seen[2003], u8::from(taken.1 == 2003));
+        assert_eq!(pool.available(), 0);
     }
 
     #[test]
