@@ -35,6 +35,7 @@ use crate::wire::MacAddr;
 use crate::xmit;
 
 mod burst;
+mod events;
 mod guard;
 mod halfopen;
 mod modes;
@@ -42,6 +43,8 @@ mod open;
 mod originate;
 
 pub use burst::{Burst, MAX_BURST};
+use events::Events;
+pub use events::{CloseReason, ConnEvent, ConnEventKind};
 use originate::{Originated, Outbox};
 
 /// What the caller does with a frame after [`Worker::process`].
@@ -93,6 +96,7 @@ pub struct Worker {
     local_ports: LocalPortPool,
     neigh: NeighTable,
     outbox: Outbox,
+    events: Events,
     counters: Arc<WorkerCounters>,
     peers: Arc<Peers>,
     frags: crate::frag::FragTable,
@@ -174,6 +178,7 @@ impl Worker {
             port_macs: setup.port_macs,
             neigh,
             outbox: Outbox::new(),
+            events: Events::new(0),
             counters: Arc::new(WorkerCounters::default()),
             peers: setup.peers,
             frags: crate::frag::FragTable::new(setup.seed),
@@ -348,10 +353,12 @@ impl Worker {
             local_ports,
             counters,
             outbox,
+            events,
             ..
         } = self;
         conns.expire(now, EXPIRE_BUDGET, |conn| {
             release(*id, snapshot, local_ports, counters, outbox, conn);
+            events.record(ConnEventKind::Closed(CloseReason::Expired), conn);
         });
     }
 
@@ -472,7 +479,7 @@ impl Worker {
             if !self.starts_afresh(idx, side, &info) {
                 return self.forward(now, idx, side, info, frame);
             }
-            self.remove_conn(idx);
+            self.remove_conn(idx, CloseReason::Removed);
         } else if origin == Origin::Port {
             if let Some(owner) = self.reply_owner(&info.key).filter(|o| *o != self.id) {
                 return Ok(Verdict::Redirect(owner));
@@ -488,7 +495,7 @@ impl Worker {
     }
 
     /// Removes a connection before it expires, undoing what it holds.
-    fn remove_conn(&mut self, idx: u32) {
+    fn remove_conn(&mut self, idx: u32, reason: CloseReason) {
         let conn = self.conns.remove(idx);
         release(
             self.id,
@@ -498,6 +505,7 @@ impl Worker {
             &mut self.outbox,
             &conn,
         );
+        self.events.record(ConnEventKind::Closed(reason), &conn);
     }
 
     /// The worker that owns the connection of a reply this worker does not know:
@@ -595,7 +603,7 @@ impl Worker {
             // The real server is gone. With expire_nodest_conn the connection dies
             // now; without, its packets are dropped until it times out.
             if snapshot.policies.expire_nodest_conn {
-                self.remove_conn(idx);
+                self.remove_conn(idx, CloseReason::Removed);
             }
             return Err(DropReason::DestRemoved);
         };
@@ -636,10 +644,15 @@ impl Worker {
             bytes,
             side == Side::Client,
         );
-        if conn.proto == PROTO_TCP && state.is_half_open() {
+        let (is_tcp, changed) = (conn.proto == PROTO_TCP, state != conn.state);
+        if is_tcp && state.is_half_open() {
             timeout = self.half_open_timeout(timeout);
         }
-        self.conns.set_state(idx, state);
+        if changed {
+            self.conns.set_state(idx, state);
+            self.events
+                .record(ConnEventKind::StateChanged, self.conns.get(idx));
+        }
         let expires = now + timeout;
         self.conns.set_expires(idx, expires);
         self.transmit_conn(now, idx, side, frame)

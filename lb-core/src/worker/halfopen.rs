@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use super::Worker;
+use super::{CloseReason, Worker};
 
 /// SYN_RECV lifetime under pressure: a handshake completes within a round trip,
 /// and a client whose SYN-ACK was lost retransmits its SYN (refreshing the entry)
@@ -48,7 +48,7 @@ impl Worker {
         let Some(idx) = self.conns.oldest_half_open() else {
             return false;
         };
-        self.remove_conn(idx);
+        self.remove_conn(idx, CloseReason::Evicted);
         self.counters.defence.halfopen_evicted.inc();
         true
     }

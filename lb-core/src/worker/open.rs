@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::{gauge_for, modes, side_port, L4Info, Worker};
+use super::{gauge_for, modes, side_port, ConnEventKind, L4Info, Worker};
 use crate::conn::{Conn, InsertError, SidePorts, TcpState, TcpWindow};
 use crate::flow::FlowKey;
 use crate::persist::{self, TemplateKey};
@@ -150,6 +150,8 @@ impl Worker {
                 service.counters.worker(self.id).conns.inc();
                 self.counters.conns_created.inc();
                 self.counters.conns_live.inc();
+                self.events
+                    .record(ConnEventKind::Opened, self.conns.get(idx));
                 Ok(idx)
             }
             Err(e) => {
