@@ -272,10 +272,10 @@ impl Config {
         let IpAddr::V4(v4) = address else {
             return None;
         };
-        self.ports
-            .iter()
+        self.interfaces()
+            .into_iter()
             .find(|p| p.address.contains(v4))
-            .map(|p| p.name.clone())
+            .map(|p| p.name)
     }
 
     /// A validation error in terms of services and real servers rather than list

@@ -15,8 +15,9 @@ mod snapshot;
 mod validate;
 
 pub use model::{
-    Config, ConfigError, ConnectionsConfig, ControlConfig, LocalAddressConfig, NeighbourConfig,
-    PortConfig, RealServerConfig, RouteConfig, ServiceConfig, WorkersConfig, AUTO_CAPACITY_RANGE,
-    AUTO_MEMORY_SHARE_PERCENT, BYTES_PER_CONNECTION_BUDGET, DEFAULT_SOCKET, MAX_WEIGHT,
+    Config, ConfigError, ConnectionsConfig, ControlConfig, Interface, LocalAddressConfig,
+    NeighbourConfig, PortConfig, RealServerConfig, RouteConfig, ServiceConfig, VlanConfig,
+    WorkersConfig, AUTO_CAPACITY_RANGE, AUTO_MEMORY_SHARE_PERCENT, BYTES_PER_CONNECTION_BUDGET,
+    DEFAULT_SOCKET, MAX_WEIGHT,
 };
 pub use snapshot::{build_snapshot, snapshot_spec};

@@ -148,6 +148,48 @@ pub struct PortConfig {
     /// route back exists) or `off`.
     #[serde(default, with = "RpFilterForm")]
     pub rp_filter: RpFilter,
+    /// 802.1Q VLANs on the port, each an interface of its own named
+    /// `<port>.<id>` (e.g. `client.100`) for routes, neighbours and local
+    /// addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vlans: Vec<VlanConfig>,
+}
+
+/// A VLAN on a port: its own address, subnet and reverse-path check; frames
+/// for it carry its tag on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VlanConfig {
+    /// VLAN id, 1..4094.
+    pub id: u16,
+    /// The director's address and subnet on the VLAN.
+    #[serde(with = "forms::cidr")]
+    pub address: Ipv4Cidr,
+    /// MTU on the VLAN; absent = the port's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+    /// As the port's `rp_filter`.
+    #[serde(default, with = "RpFilterForm")]
+    pub rp_filter: RpFilter,
+}
+
+/// An interface of the director: a port, or a VLAN on one. The ports come first
+/// (in their order), then the VLANs of each port, so an interface's index is
+/// the `PortId` the core knows it by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// `name` of a port, `<port>.<id>` of a VLAN.
+    pub name: String,
+    /// Index of the port it is on.
+    pub device: usize,
+    /// The VLAN id of a VLAN interface.
+    pub vlan: Option<u16>,
+    /// Address and subnet.
+    pub address: Ipv4Cidr,
+    /// MTU.
+    pub mtu: u16,
+    /// Reverse-path check.
+    pub rp_filter: RpFilter,
 }
 
 fn default_mtu() -> u16 {
@@ -373,9 +415,40 @@ impl Config {
         Ok(config)
     }
 
-    /// The index of the port called `name`.
+    /// Every interface: the ports, then the VLANs of each port.
+    pub fn interfaces(&self) -> Vec<Interface> {
+        let ports = self.ports.iter().enumerate().map(|(i, p)| Interface {
+            name: p.name.clone(),
+            device: i,
+            vlan: None,
+            address: p.address,
+            mtu: p.mtu,
+            rp_filter: p.rp_filter,
+        });
+        let vlans = self.ports.iter().enumerate().flat_map(|(i, p)| {
+            p.vlans.iter().map(move |v| Interface {
+                name: format!("{}.{}", p.name, v.id),
+                device: i,
+                vlan: Some(v.id),
+                address: v.address,
+                mtu: v.mtu.unwrap_or(p.mtu),
+                rp_filter: v.rp_filter,
+            })
+        });
+        ports.chain(vlans).collect()
+    }
+
+    /// The index of the interface (port, or VLAN `<port>.<id>`) called `name`.
     pub fn port_index(&self, name: &str) -> Option<usize> {
-        self.ports.iter().position(|p| p.name == name)
+        self.interfaces().iter().position(|i| i.name == name)
+    }
+
+    /// The index of the port the interface called `name` is on.
+    pub fn port_device(&self, name: &str) -> Option<usize> {
+        self.interfaces()
+            .into_iter()
+            .find(|i| i.name == name)
+            .map(|i| i.device)
     }
 }
 

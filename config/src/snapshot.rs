@@ -31,12 +31,14 @@ pub fn snapshot_spec(config: &Config) -> SnapshotSpec {
     let port_id = |name: &str| PortId(config.port_index(name).unwrap_or_default() as u16);
     SnapshotSpec {
         ports: config
-            .ports
+            .interfaces()
             .iter()
-            .map(|p| PortAddress {
-                cidr: p.address,
-                mtu: p.mtu,
-                rp_filter: p.rp_filter,
+            .map(|i| PortAddress {
+                cidr: i.address,
+                mtu: i.mtu,
+                rp_filter: i.rp_filter,
+                device: PortId(i.device as u16),
+                vlan: i.vlan,
             })
             .collect(),
         routes: config

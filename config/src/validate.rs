@@ -45,6 +45,37 @@ impl Config {
                     format!("{} is below the IPv4 minimum of 576", port.mtu),
                 ));
             }
+            let mut ids = HashSet::new();
+            for (j, vlan) in port.vlans.iter().enumerate() {
+                let field = |f: &str| format!("ports[{i}].vlans[{j}].{f}");
+                if !(1..=4094).contains(&vlan.id) {
+                    return Err(ConfigError::new(
+                        field("id"),
+                        format!("{} is not a VLAN id (1..4094)", vlan.id),
+                    ));
+                }
+                if !ids.insert(vlan.id) {
+                    return Err(ConfigError::new(
+                        field("id"),
+                        format!("duplicate VLAN {} on port '{}'", vlan.id, port.name),
+                    ));
+                }
+                if let Some(mtu) = vlan.mtu.filter(|&m| m < 576 || m > port.mtu) {
+                    return Err(ConfigError::new(
+                        field("mtu"),
+                        format!("{mtu} is not within 576..{} (the port's MTU)", port.mtu),
+                    ));
+                }
+            }
+        }
+        let interfaces = self.interfaces();
+        for (k, iface) in interfaces.iter().enumerate().skip(self.ports.len()) {
+            if interfaces[..k].iter().any(|other| other.name == iface.name) {
+                return Err(ConfigError::new(
+                    "ports",
+                    format!("interface name '{}' is used twice", iface.name),
+                ));
+            }
         }
         let known_port = |field: String, name: &str| {
             if self.port_index(name).is_some() {
@@ -166,7 +197,7 @@ impl Config {
     /// Why `a` clashes with a port: it is the port's own address or its subnet's
     /// broadcast address.
     fn port_conflict(&self, a: Ipv4Addr) -> Option<String> {
-        self.ports.iter().find_map(|p| {
+        self.interfaces().into_iter().find_map(|p| {
             if p.address.addr == a {
                 Some(format!("the address of port '{}'", p.name))
             } else if p.address.prefix < 31
@@ -325,6 +356,7 @@ impl ServiceConfig {
 
 #[cfg(test)]
 mod tests {
+    use lb_core::policy::RpFilter;
     use lb_core::service::Carrier;
 
     use crate::model::tests::{with, GOOD};
@@ -378,6 +410,47 @@ mod tests {
             );
             assert!(!err.contains('\n'), "{err:?} is not one line");
         }
+    }
+
+    #[test]
+    fn vlans_are_interfaces_of_their_own() {
+        let vlans = "    address: 10.0.1.1/24\n    vlans:\n      - { id: 100, address: 10.0.3.1/24 }\n      - { id: 7, address: 10.0.4.1/24, mtu: 1400, rp_filter: loose }\n";
+        let c = with("    address: 10.0.1.1/24\n", vlans).unwrap();
+        let names: Vec<_> = c.interfaces().into_iter().map(|i| i.name).collect();
+        assert_eq!(names, ["client", "server", "client.100", "client.7"]);
+        assert_eq!(c.port_index("client.7"), Some(3));
+        assert_eq!(c.port_device("client.7"), Some(0));
+        let seven = &c.interfaces()[3];
+        assert_eq!(
+            (seven.vlan, seven.mtu, seven.rp_filter),
+            (Some(7), 1400, RpFilter::Loose)
+        );
+        let bad = |vlan: &str| {
+            with(
+                "    address: 10.0.1.1/24\n",
+                &format!("    address: 10.0.1.1/24\n    vlans:\n      - {{ id: 100, address: 10.0.3.1/24 }}\n      - {vlan}\n"),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert_eq!(
+            bad("{ id: 4095, address: 10.0.4.1/24 }"),
+            "ports[0].vlans[1].id: 4095 is not a VLAN id (1..4094)"
+        );
+        assert_eq!(
+            bad("{ id: 100, address: 10.0.4.1/24 }"),
+            "ports[0].vlans[1].id: duplicate VLAN 100 on port 'client'"
+        );
+        assert_eq!(
+            bad("{ id: 8, address: 10.0.4.1/24, mtu: 9000 }"),
+            "ports[0].vlans[1].mtu: 9000 is not within 576..1500 (the port's MTU)"
+        );
+        // A VIP may not be a VLAN's own address either.
+        let text = GOOD
+            .replacen("    address: 10.0.1.1/24\n", vlans, 1)
+            .replacen("  - address: 10.0.1.100\n", "  - address: 10.0.3.1\n", 1);
+        let err = Config::from_yaml(&text).unwrap_err().to_string();
+        assert!(err.contains("the address of port 'client.100'"), "{err}");
     }
 
     #[test]

@@ -35,15 +35,21 @@ pub enum LocalKind {
     LocalAddress,
 }
 
-/// A port's layer-3 identity.
+/// An interface's layer-3 identity: a port, or a VLAN on a port. Interfaces are
+/// indexed by `PortId` everywhere in the core (routes, neighbours, the sides of
+/// connections); the ports come first, so a port's interface index is its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortAddress {
-    /// The director's address and subnet on the port.
+    /// The director's address and subnet on the interface.
     pub cidr: Ipv4Cidr,
     /// Link MTU.
     pub mtu: u16,
-    /// Reverse-path check of what arrives on the port.
+    /// Reverse-path check of what arrives on the interface.
     pub rp_filter: RpFilter,
+    /// The port the interface is on (itself, for a port).
+    pub device: PortId,
+    /// The 802.1Q VLAN id of a VLAN interface; `None` for the port itself.
+    pub vlan: Option<u16>,
 }
 
 /// What a snapshot is built from: the configuration with its references resolved
@@ -323,6 +329,20 @@ impl Snapshot {
     /// Every service, in slot order.
     pub fn services(&self) -> impl Iterator<Item = &Arc<Service>> + '_ {
         self.services.iter().flatten()
+    }
+
+    /// The interface of a frame received on port `device`, tagged with `vlan`
+    /// (`None` when untagged).
+    #[inline]
+    pub fn interface(&self, device: PortId, vlan: Option<u16>) -> Option<PortId> {
+        match vlan {
+            None => Some(device),
+            Some(_) => self
+                .ports
+                .iter()
+                .position(|p| p.device == device && p.vlan == vlan)
+                .map(|i| PortId(i as u16)),
+        }
     }
 
     /// What `addr` is to the director, if it is one of its addresses.

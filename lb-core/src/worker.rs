@@ -41,6 +41,7 @@ mod halfopen;
 mod modes;
 mod open;
 mod originate;
+mod vlan;
 
 pub use burst::{Burst, MAX_BURST};
 use events::Events;
@@ -327,7 +328,21 @@ impl Worker {
         origin: Origin,
         meta: Result<PacketMeta, DropReason>,
     ) -> Verdict {
-        match meta.and_then(|meta| self.dispatch(now, port, frame, origin, &meta)) {
+        let result = meta.and_then(|meta| {
+            let (iface, tag) = self.ingress(port, frame, &meta)?;
+            match self.dispatch(now, iface, frame, origin, &meta)? {
+                Verdict::Transmit(out) => self.egress(frame, out),
+                Verdict::Redirect(owner) => {
+                    // The owner looks at the frame as it came in.
+                    if let Some(vid) = tag {
+                        vlan::push_tag(frame, vid)?;
+                    }
+                    Ok(Verdict::Redirect(owner))
+                }
+                verdict => Ok(verdict),
+            }
+        });
+        match result {
             Ok(Verdict::Redirect(owner)) => {
                 self.counters.redirects_out.inc();
                 Verdict::Redirect(owner)
@@ -370,14 +385,8 @@ impl Worker {
         origin: Origin,
         meta: &PacketMeta,
     ) -> Result<Verdict, DropReason> {
-        if meta.is_tagged() {
-            return Err(DropReason::UnknownVlan);
-        }
         if origin == Origin::Port {
-            let ours = *self
-                .port_macs
-                .get(port.index())
-                .ok_or(DropReason::Malformed)?;
+            let ours = self.mac_of(port).ok_or(DropReason::Malformed)?;
             guard::check_mac(meta.dst_mac, ours, meta.ethertype)?;
         }
         match meta.ipv4 {
@@ -415,7 +424,7 @@ impl Worker {
         }
         match op {
             arp::OP_REQUEST if ours => {
-                let mac = self.port_macs[port.index()];
+                let mac = self.mac_of(port).ok_or(DropReason::Malformed)?;
                 let mut eth =
                     EthernetFrame::new_checked(&mut data[..]).map_err(|_| DropReason::Malformed)?;
                 eth.set_dst(sender_mac);
@@ -693,7 +702,7 @@ impl Worker {
             EthernetFrame::new_checked(&mut eth_bytes[..]).map_err(|_| DropReason::Malformed)?;
         let sender = eth.src();
         eth.set_dst(sender);
-        eth.set_src(self.port_macs[port.index()]);
+        eth.set_src(self.mac_of(port).ok_or(DropReason::Malformed)?);
         self.counters.icmp_echo_replies.inc();
         Ok(Verdict::Transmit(port))
     }

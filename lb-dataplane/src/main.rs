@@ -129,7 +129,7 @@ fn install_steering(config: &Config, ports: &[Port], workers: usize) {
         let lips: Vec<std::net::Ipv4Addr> = config
             .local_addresses
             .iter()
-            .filter(|l| config.port_index(&l.port) == Some(i))
+            .filter(|l| config.port_device(&l.port) == Some(i))
             .filter_map(|l| match l.address {
                 std::net::IpAddr::V4(a) => Some(a),
                 std::net::IpAddr::V6(_) => None,

@@ -175,7 +175,7 @@ impl Worker {
         let mut eth =
             EthernetFrame::new_checked(&mut data[..]).map_err(|_| DropReason::Malformed)?;
         eth.set_dst(mac);
-        eth.set_src(self.port_macs[hop.port.index()]);
+        eth.set_src(self.mac_of(hop.port).ok_or(DropReason::NoRoute)?);
         Ok(Verdict::Transmit(hop.port))
     }
 

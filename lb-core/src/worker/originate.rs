@@ -93,8 +93,11 @@ impl Worker {
                 }
                 Originated::Reset { from, to, seq } => self.write_reset(now, frame, from, to, seq),
             };
-            if port.is_some() {
-                return port;
+            if let Some(iface) = port {
+                return match self.egress(frame, iface) {
+                    Ok(super::Verdict::Transmit(device)) => Some(device),
+                    _ => None,
+                };
             }
         }
         None
@@ -106,7 +109,7 @@ impl Worker {
         port: PortId,
         target: Ipv4Addr,
     ) -> Option<PortId> {
-        let mac = self.port_macs[port.index()];
+        let mac = self.mac_of(port)?;
         let sender_ip = self.snapshot.ports[port.index()].cidr.addr;
         frame.set_len(ethernet::HEADER_LEN + arp::PACKET_LEN).ok()?;
         let mut eth = EthernetFrame::new_checked(frame.data_mut()).ok()?;
