@@ -410,7 +410,14 @@ impl Worker {
             packet.sender_ip(),
             packet.target_ip(),
         );
-        let ours = self.snapshot.local_kind(IpAddr::V4(target_ip)).is_some();
+        // An interface's own address is answered on that interface only (Linux's
+        // arp_ignore=1), so a VLAN's address does not leak into the untagged
+        // network; VIPs and local addresses are answered wherever asked.
+        let ours = match self.snapshot.local_kind(IpAddr::V4(target_ip)) {
+            Some(LocalKind::Port(iface)) => iface == port,
+            Some(_) => true,
+            None => false,
+        };
         if (ours || op == arp::OP_REPLY) && !sender_ip.is_unspecified() {
             self.neigh.learn(sender_ip, sender_mac, port, now);
             self.peers.announce_neighbour(

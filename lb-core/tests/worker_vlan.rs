@@ -69,7 +69,35 @@ fn arp_on_a_vlan_is_answered_on_that_vlan() {
         (reply.operation(), reply.sender_ip(), reply.target_ip()),
         (arp::OP_REPLY, VLAN_DIR, VLAN_CLIENT)
     );
-    // The port's own address is not the VLAN's: nobody answers for it there.
+    // The VLAN's address is not answered untagged, nor the port's on the VLAN.
+    for (frame, what) in [
+        (
+            arp_frame(
+                arp::OP_REQUEST,
+                (CLIENT_MAC, CIP),
+                (MacAddr::ZERO, VLAN_DIR),
+            ),
+            "untagged",
+        ),
+        (
+            tagged(
+                arp_frame(
+                    arp::OP_REQUEST,
+                    (CLIENT_MAC, VLAN_CLIENT),
+                    (MacAddr::ZERO, Ipv4Addr::new(10, 0, 1, 1)),
+                ),
+                100,
+            ),
+            "port address on the VLAN",
+        ),
+    ] {
+        assert_eq!(
+            run(&mut w, secs(1), CLIENT, frame).0,
+            Verdict::Drop(DropReason::IgnoredForeign),
+            "{what}"
+        );
+    }
+    // An address nobody has: no answer either.
     let wrong = tagged(
         arp_frame(
             arp::OP_REQUEST,
