@@ -1,6 +1,7 @@
 //! lb-core's per-packet cost: parse + connection lookup + FullNAT rewrite +
-//! route and neighbour, through `Worker::process`, on established flows; and
-//! the checksum primitives the rewrite uses.
+//! route and neighbour, through `Worker::process` and in bursts of 32 through
+//! `Worker::process_burst`, on established flows; and the checksum primitives
+//! the rewrite uses.
 //!
 //! Every iteration writes the next flow's 64-byte frame from a template (client
 //! address and port patched, checksums updated incrementally) and processes it.
@@ -24,6 +25,8 @@ use lb_core::ids::PortId;
 use lb_core::time::Instant;
 use lb_core::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use lb_core::worker::Verdict;
+
+const BURST: usize = 32;
 use lb_core::xmit;
 
 fn flow_counts() -> Vec<u64> {
@@ -63,6 +66,24 @@ fn worker_process(c: &mut Criterion) {
             });
         }
     }
+    // Bursts of 32 through the pipeline, per packet.
+    for flows in flow_counts() {
+        let mut worker = fixtures::established(PROTO_TCP, flows, 16);
+        let frames = FlowFrames::new(PROTO_TCP);
+        let mut walk = Scatter::new(flows);
+        let mut burst = fixtures::FrameBurst::new(BURST);
+        let mut verdicts = [Verdict::Consumed; BURST];
+        g.throughput(Throughput::Elements(BURST as u64));
+        g.bench_function(BenchmarkId::new("tcp_burst32", flows), |b| {
+            b.iter(|| {
+                burst.refill(|buf| frames.write(buf, walk.next()));
+                worker.process_burst(Instant(2), PortId(0), &mut burst, &mut verdicts);
+                black_box(&verdicts);
+            })
+        });
+        assert!(verdicts.iter().all(|v| *v == Verdict::Transmit(PortId(1))));
+    }
+    g.throughput(Throughput::Elements(1));
     // The frame preparation included above, alone.
     let frames = FlowFrames::new(PROTO_TCP);
     let mut walk = Scatter::new(1_000_000);

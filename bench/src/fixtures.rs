@@ -169,6 +169,48 @@ pub fn process(worker: &mut Worker, now: Instant, frame: &mut [u8]) -> Verdict {
     worker.process(now, PortId(0), &mut f)
 }
 
+/// 64-byte frames, refilled in place, as a burst for [`Worker::process_burst`].
+#[derive(Debug)]
+pub struct FrameBurst {
+    buffers: Vec<[u8; 64]>,
+    lens: Vec<usize>,
+}
+
+impl FrameBurst {
+    /// `n` frames.
+    pub fn new(n: usize) -> Self {
+        FrameBurst {
+            buffers: vec![[0; 64]; n],
+            lens: vec![0; n],
+        }
+    }
+
+    /// Rewrites every frame with `write`, which returns its length.
+    pub fn refill(&mut self, mut write: impl FnMut(&mut [u8; 64]) -> usize) {
+        for (buf, len) in self.buffers.iter_mut().zip(&mut self.lens) {
+            *len = write(buf);
+        }
+    }
+}
+
+impl lb_core::worker::Burst for FrameBurst {
+    fn len(&self) -> usize {
+        self.buffers.len()
+    }
+
+    fn data(&self, i: usize) -> &[u8] {
+        &self.buffers[i][..self.lens[i]]
+    }
+
+    fn with_frame<R>(&mut self, i: usize, f: impl FnOnce(&mut Frame<'_>) -> R) -> R {
+        let len = self.lens[i];
+        let mut frame = Frame::new(&mut self.buffers[i], 0, len);
+        let result = f(&mut frame);
+        self.lens[i] = frame.len();
+        result
+    }
+}
+
 /// Local addresses needed for `flows` FullNAT connections on one worker.
 pub fn lips_for(flows: u64) -> usize {
     (flows as usize).div_ceil(PORTS_PER_LIP).max(1)

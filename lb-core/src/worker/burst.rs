@@ -13,7 +13,7 @@ use crate::stats::DropReason;
 use crate::time::Instant;
 
 /// Frames a burst holds at most; longer bursts are handled in slices.
-pub const MAX_BURST: usize = 64;
+pub const MAX_BURST: usize = 32;
 
 /// A burst of received frames the worker reads and rewrites in place: mbufs in
 /// the data plane, buffers in tests.
@@ -31,23 +31,6 @@ pub trait Burst {
 
     /// Runs `f` on frame `i`, which it may rewrite, grow or shrink.
     fn with_frame<R>(&mut self, i: usize, f: impl FnOnce(&mut Frame<'_>) -> R) -> R;
-}
-
-/// One frame as a burst, for [`Worker::process`].
-struct One<'a, 'b>(&'a mut Frame<'b>);
-
-impl Burst for One<'_, '_> {
-    fn len(&self) -> usize {
-        1
-    }
-
-    fn data(&self, _: usize) -> &[u8] {
-        self.0.data()
-    }
-
-    fn with_frame<R>(&mut self, _: usize, f: impl FnOnce(&mut Frame<'_>) -> R) -> R {
-        f(self.0)
-    }
 }
 
 impl Worker {
@@ -83,10 +66,11 @@ impl Worker {
         }
     }
 
-    /// Handles one frame received on `port` at `now`: a burst of one.
+    /// Handles one frame received on `port` at `now`, as a burst of one would.
     pub fn process(&mut self, now: Instant, port: PortId, frame: &mut Frame<'_>) -> Verdict {
-        let mut verdict = [Verdict::Consumed];
-        self.process_burst(now, port, &mut One(frame), &mut verdict);
-        verdict[0]
+        self.counters.rx_packets.inc();
+        self.counters.rx_bytes.add(frame.len() as u64);
+        let meta = PacketMeta::parse(frame.data());
+        self.handle(now, port, frame, Origin::Port, meta)
     }
 }
