@@ -4,6 +4,8 @@
 //! * `lookup_update/<n>`: find a connection by its client tuple (visited in a
 //!   scattered order over all `n`) and refresh its deadline, as every packet of
 //!   an established flow does.
+//! * `lookup_burst/<n>`: the same for a burst of `LOOKUP_BURST` tuples at once
+//!   (`ConnTable::lookup_burst`), per lookup.
 //! * `expire/<n>`: remove `n` connections whose deadline passed through the
 //!   timer wheel (`ConnTable::expire`), per connection. The tables are built
 //!   outside the timing.
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use lb_bench::fixtures::{self, Scatter};
-use lb_core::conn::ConnTable;
+use lb_core::conn::{ConnTable, LOOKUP_BURST};
 use lb_core::time::Instant;
 
 const SECOND: u64 = 1_000_000_000;
@@ -50,6 +52,32 @@ fn lookup_update(c: &mut Criterion) {
                 let key = fixtures::conn_key(&template, walk.next());
                 let (idx, _) = table.lookup(black_box(&key)).expect("present");
                 table.get_mut(idx).expires = Instant(now.0 + 900 * SECOND);
+            })
+        });
+    }
+    g.finish();
+}
+
+fn lookup_burst(c: &mut Criterion) {
+    let mut g = c.benchmark_group("lookup_burst");
+    g.throughput(Throughput::Elements(LOOKUP_BURST as u64));
+    let template = fixtures::template_conn();
+    for n in sizes() {
+        let mut table = filled(n, Instant(100 * SECOND));
+        let mut walk = Scatter::new(n);
+        let now = Instant(SECOND);
+        let mut keys = vec![fixtures::conn_key(&template, 0); LOOKUP_BURST];
+        let mut found = vec![None; LOOKUP_BURST];
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| {
+                for key in &mut keys {
+                    *key = fixtures::conn_key(&template, walk.next());
+                }
+                table.lookup_burst(black_box(&keys), &mut found);
+                for hit in &found {
+                    let (idx, _) = hit.expect("present");
+                    table.get_mut(idx).expires = Instant(now.0 + 900 * SECOND);
+                }
             })
         });
     }
@@ -103,6 +131,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = lookup_update, expire
+    targets = lookup_update, lookup_burst, expire
 }
 criterion_main!(benches);
