@@ -10,7 +10,10 @@
 //!   timer wheel (`ConnTable::expire`), per connection. The tables are built
 //!   outside the timing.
 //!
-//! `LB_BENCH_CONNS=10000,1000000` overrides the lookup table sizes.
+//! `LB_BENCH_CONNS=10000,1000000` overrides the lookup table sizes. The lookup
+//! tables get transparent huge pages as the director gives them
+//! (`MADV_HUGEPAGE` before filling, `MADV_COLLAPSE` on the written index);
+//! `LB_BENCH_THP=0` leaves them on 4 KiB pages.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant as StdInstant};
@@ -32,11 +35,42 @@ fn sizes() -> Vec<u64> {
 fn filled(n: u64, expires: Instant) -> ConnTable {
     let template = fixtures::template_conn();
     let mut t = ConnTable::new(n as usize, 42, Instant(0));
+    if std::env::var("LB_BENCH_THP").map_or(true, |v| v != "0") {
+        advise_huge_pages(&t);
+    }
     for i in 0..n as u32 {
         t.insert(fixtures::conn_n(&template, i, expires))
             .expect("insert");
     }
     t
+}
+
+/// What `lb-dataplane`'s `hugepages` does for a worker's table, on the whole
+/// 2 MiB pages of each region.
+fn advise_huge_pages(table: &ConnTable) {
+    const HUGE: usize = 2 << 20;
+    const MADV_COLLAPSE: libc::c_int = 25;
+    for region in table.memory_regions() {
+        let start = region.start.next_multiple_of(HUGE);
+        let end = (region.start + region.len) / HUGE * HUGE;
+        if end <= start {
+            continue;
+        }
+        let advise = |advice| {
+            // SAFETY: the range lies inside memory the table owns for its
+            // lifetime; the advice changes which pages back it, not its contents.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) }
+        };
+        let huge = advise(libc::MADV_HUGEPAGE);
+        let collapsed = if region.populated {
+            advise(MADV_COLLAPSE)
+        } else {
+            0
+        };
+        if huge != 0 || collapsed != 0 {
+            eprintln!("madvise: {}", std::io::Error::last_os_error());
+        }
+    }
 }
 
 fn lookup_update(c: &mut Criterion) {

@@ -85,11 +85,11 @@ pub(super) struct Probe {
     sig: u16,
 }
 
-/// The candidates of a probe whose signature matched, read from both buckets.
+/// What a probe's primary bucket holds for it: the slots whose signature
+/// matches, and whether stashed keys have it as their primary bucket.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Candidates {
     primary: u32,
-    alternative: u32,
     stash: bool,
 }
 
@@ -188,18 +188,15 @@ impl BucketIndex {
         }
     }
 
-    /// Reads both candidate buckets of `probe`: the first memory access of a
-    /// lookup, done for a whole burst before any record is read.
+    /// Reads the primary bucket of `probe`: the first memory access of a
+    /// lookup, done for a whole burst before any record is read. The
+    /// alternative bucket is read only when the primary one has no match, which
+    /// at the table's load is rare (inserts fill the primary bucket first).
     #[inline]
     pub(super) fn candidates(&self, probe: Probe) -> Candidates {
         let primary = self.bucket(probe.primary);
         Candidates {
             primary: primary.matches(probe.sig),
-            alternative: if probe.alternative == probe.primary {
-                0
-            } else {
-                self.bucket(probe.alternative).matches(probe.sig)
-            },
             stash: primary.stashed != 0,
         }
     }
@@ -207,18 +204,14 @@ impl BucketIndex {
     /// The first entry among `candidates`, to read its record ahead.
     #[inline]
     pub(super) fn first_candidate(&self, probe: Probe, candidates: Candidates) -> Option<u32> {
-        if candidates.primary != 0 {
+        (candidates.primary != 0).then(|| {
             let slot = candidates.primary.trailing_zeros() as usize;
-            Some(self.bucket(probe.primary).entries[slot])
-        } else if candidates.alternative != 0 {
-            let slot = candidates.alternative.trailing_zeros() as usize;
-            Some(self.bucket(probe.alternative).entries[slot])
-        } else {
-            None
-        }
+            self.bucket(probe.primary).entries[slot]
+        })
     }
 
-    /// The entry among `candidates` that `is_key` accepts.
+    /// The entry of `hash` that `is_key` accepts, given what its primary
+    /// bucket holds.
     #[inline]
     pub(super) fn resolve(
         &self,
@@ -227,23 +220,7 @@ impl BucketIndex {
         candidates: Candidates,
         mut is_key: impl FnMut(u32) -> bool,
     ) -> Option<u32> {
-        self.matching(probe.primary, candidates.primary, &mut is_key)
-            .or_else(|| self.matching(probe.alternative, candidates.alternative, &mut is_key))
-            .or_else(|| {
-                candidates
-                    .stash
-                    .then(|| self.stashed(hash, &mut is_key))
-                    .flatten()
-            })
-    }
-
-    /// The entry of `hash` that `is_key` accepts.
-    #[inline]
-    pub(super) fn find(&self, hash: u64, mut is_key: impl FnMut(u32) -> bool) -> Option<u32> {
-        let probe = self.probe(hash);
-        // One line when the key is in its primary bucket, as most are.
-        let primary = self.bucket(probe.primary);
-        if let Some(entry) = self.matching(probe.primary, primary.matches(probe.sig), &mut is_key) {
+        if let Some(entry) = self.matching(probe.primary, candidates.primary, &mut is_key) {
             return Some(entry);
         }
         if probe.alternative != probe.primary {
@@ -252,10 +229,17 @@ impl BucketIndex {
                 return Some(entry);
             }
         }
-        if primary.stashed != 0 {
+        if candidates.stash {
             return self.stashed(hash, &mut is_key);
         }
         None
+    }
+
+    /// The entry of `hash` that `is_key` accepts.
+    #[inline]
+    pub(super) fn find(&self, hash: u64, is_key: impl FnMut(u32) -> bool) -> Option<u32> {
+        let probe = self.probe(hash);
+        self.resolve(hash, probe, self.candidates(probe), is_key)
     }
 
     /// The entry among the slots `mask` of bucket `b` that `is_key` accepts.

@@ -306,9 +306,9 @@ impl ConnTable {
 
     /// Finds the connections of a burst of tuples: `out[i]` is what
     /// [`ConnTable::lookup`] returns for `keys[i]` (up to the shorter length).
-    /// The memory accesses of the keys overlap: every key is hashed and both
-    /// its buckets read before any record is, and every first candidate record
-    /// is read before any key comparison waits on one.
+    /// The memory accesses of the keys overlap: every key is hashed and its
+    /// primary bucket read before any record is, and every first candidate
+    /// record is read before any key comparison waits on one.
     pub fn lookup_burst(&self, keys: &[FlowKey], out: &mut [Option<(u32, Side)>]) {
         for (keys, out) in keys.chunks(LOOKUP_BURST).zip(out.chunks_mut(LOOKUP_BURST)) {
             self.lookup_chunk(keys, out);
@@ -329,11 +329,13 @@ impl ConnTable {
             *found = index.candidates(*probe);
         }
         // `_mm_prefetch` needs `unsafe` on stable Rust (a target-feature
-        // function), so a one-byte load of each first candidate record stands in
-        // for it: the loads are independent, so the core overlaps their misses.
+        // function), so loads of each first candidate record stand in for it:
+        // they are independent, so the core overlaps their misses. The two
+        // fields are at either end of the key fields, usually in two lines.
         for (probe, found) in probes.iter().zip(&candidates).take(keys.len()) {
             if let Some(entry) = index.first_candidate(*probe, *found) {
-                black_box(self.slab[(entry >> 1) as usize].proto);
+                let conn = &self.slab[(entry >> 1) as usize];
+                black_box((conn.client.1, conn.proto));
             }
         }
         for (i, (key, slot)) in keys.iter().zip(out).enumerate() {
