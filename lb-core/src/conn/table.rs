@@ -176,8 +176,8 @@ pub struct MemoryRegion {
     pub populated: bool,
 }
 
-/// Lookups of a burst handled together: hashed, then every bucket read, then
-/// every record.
+/// Lookups of a burst handled together: all hashed, then every primary bucket
+/// read, then every first candidate record, then the keys compared.
 pub const LOOKUP_BURST: usize = 32;
 
 /// A connection table owned by one worker.
