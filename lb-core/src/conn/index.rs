@@ -389,6 +389,8 @@ fn on_path(nodes: &[Node], mut at: usize, bucket: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
 
     fn lookup(index: &BucketIndex, hash: u64, entry: u32) -> bool {
         index.find(hash, |e| e == entry).is_some()
@@ -467,5 +469,36 @@ mod tests {
             usize::from(index.bucket(index.probe(hash).primary).stashed),
             index.stash.len()
         );
+    }
+
+    proptest! {
+        /// Four buckets filled past their 32 slots: every insert beyond the
+        /// first few displaces, often along chains, and the rest is stashed.
+        #[test]
+        fn a_crowded_index_behaves_as_a_map(
+            ops in prop::collection::vec((any::<bool>(), any::<u64>(), 0..96u32), 1..400),
+        ) {
+            let mut index = BucketIndex::new(28);
+            prop_assert_eq!(index.mask, 3);
+            let mut model: HashMap<u32, u64> = HashMap::new();
+            for (insert, hash, entry) in ops {
+                if insert && !model.contains_key(&entry) {
+                    if index.insert(hash, entry) {
+                        model.insert(entry, hash);
+                    } else {
+                        // Only a full stash refuses a key.
+                        prop_assert_eq!(index.stash.len(), STASH_MIN);
+                    }
+                } else if let Some(hash) = model.remove(&entry) {
+                    index.remove(hash, entry);
+                    prop_assert!(!lookup(&index, hash, entry), "entry {} still found", entry);
+                }
+                for (&entry, &hash) in &model {
+                    prop_assert!(lookup(&index, hash, entry), "entry {} lost", entry);
+                }
+                let stashed: usize = index.buckets().iter().map(|b| usize::from(b.stashed)).sum();
+                prop_assert_eq!(stashed, index.stash.len());
+            }
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! The connection table against a `HashMap` model: random sequences of inserts,
 //! lookups (one at a time and in bursts), removals, deadline changes and expiry,
 //! with the keyed hash and with degenerate ones that crowd every key into one
-//! bucket pair, one signature or a few buckets (full buckets, displacement, the
-//! stash).
+//! bucket pair, one signature, one primary bucket or a few buckets (full
+//! buckets, chains of displacements, the stash).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -61,8 +61,12 @@ fn hashes() -> impl Strategy<Value = Option<fn(&FlowKey) -> u64>> {
     fn few_buckets(k: &FlowKey) -> u64 {
         (u64::from(k.sport) << 48) | u64::from(k.sport % 3)
     }
+    fn one_primary(k: &FlowKey) -> u64 {
+        (u64::from(k.sport) << 48) | (u64::from(k.src == ip(11)) << 56)
+    }
     prop_oneof![
         Just(None),
+        Just(Some(one_primary as fn(&FlowKey) -> u64)),
         Just(Some(one_bucket_pair as fn(&FlowKey) -> u64)),
         Just(Some(one_signature as fn(&FlowKey) -> u64)),
         Just(Some(few_buckets as fn(&FlowKey) -> u64)),
