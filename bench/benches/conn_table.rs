@@ -4,18 +4,23 @@
 //! * `lookup_update/<n>`: find a connection by its client tuple (visited in a
 //!   scattered order over all `n`) and refresh its deadline, as every packet of
 //!   an established flow does.
+//! * `lookup_burst/<n>`: the same for a burst of `LOOKUP_BURST` tuples at once
+//!   (`ConnTable::lookup_burst`), per lookup.
 //! * `expire/<n>`: remove `n` connections whose deadline passed through the
 //!   timer wheel (`ConnTable::expire`), per connection. The tables are built
 //!   outside the timing.
 //!
-//! `LB_BENCH_CONNS=10000,1000000` overrides the lookup table sizes.
+//! `LB_BENCH_CONNS=10000,1000000` overrides the lookup table sizes. The lookup
+//! tables get transparent huge pages as the director gives them
+//! (`MADV_HUGEPAGE` before filling, `MADV_COLLAPSE` on the written index);
+//! `LB_BENCH_THP=0` leaves them on 4 KiB pages.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant as StdInstant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use lb_bench::fixtures::{self, Scatter};
-use lb_core::conn::ConnTable;
+use lb_core::conn::{ConnTable, LOOKUP_BURST};
 use lb_core::time::Instant;
 
 const SECOND: u64 = 1_000_000_000;
@@ -30,11 +35,42 @@ fn sizes() -> Vec<u64> {
 fn filled(n: u64, expires: Instant) -> ConnTable {
     let template = fixtures::template_conn();
     let mut t = ConnTable::new(n as usize, 42, Instant(0));
+    if std::env::var("LB_BENCH_THP").map_or(true, |v| v != "0") {
+        advise_huge_pages(&t);
+    }
     for i in 0..n as u32 {
         t.insert(fixtures::conn_n(&template, i, expires))
             .expect("insert");
     }
     t
+}
+
+/// What `lb-dataplane`'s `hugepages` does for a worker's table, on the whole
+/// 2 MiB pages of each region.
+fn advise_huge_pages(table: &ConnTable) {
+    const HUGE: usize = 2 << 20;
+    const MADV_COLLAPSE: libc::c_int = 25;
+    for region in table.memory_regions() {
+        let start = region.start.next_multiple_of(HUGE);
+        let end = (region.start + region.len) / HUGE * HUGE;
+        if end <= start {
+            continue;
+        }
+        let advise = |advice| {
+            // SAFETY: the range lies inside memory the table owns for its
+            // lifetime; the advice changes which pages back it, not its contents.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) }
+        };
+        let huge = advise(libc::MADV_HUGEPAGE);
+        let collapsed = if region.populated {
+            advise(MADV_COLLAPSE)
+        } else {
+            0
+        };
+        if huge != 0 || collapsed != 0 {
+            eprintln!("madvise: {}", std::io::Error::last_os_error());
+        }
+    }
 }
 
 fn lookup_update(c: &mut Criterion) {
@@ -50,6 +86,32 @@ fn lookup_update(c: &mut Criterion) {
                 let key = fixtures::conn_key(&template, walk.next());
                 let (idx, _) = table.lookup(black_box(&key)).expect("present");
                 table.get_mut(idx).expires = Instant(now.0 + 900 * SECOND);
+            })
+        });
+    }
+    g.finish();
+}
+
+fn lookup_burst(c: &mut Criterion) {
+    let mut g = c.benchmark_group("lookup_burst");
+    g.throughput(Throughput::Elements(LOOKUP_BURST as u64));
+    let template = fixtures::template_conn();
+    for n in sizes() {
+        let mut table = filled(n, Instant(100 * SECOND));
+        let mut walk = Scatter::new(n);
+        let now = Instant(SECOND);
+        let mut keys = vec![fixtures::conn_key(&template, 0); LOOKUP_BURST];
+        let mut found = vec![None; LOOKUP_BURST];
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| {
+                for key in &mut keys {
+                    *key = fixtures::conn_key(&template, walk.next());
+                }
+                table.lookup_burst(black_box(&keys), &mut found);
+                for hit in &found {
+                    let (idx, _) = hit.expect("present");
+                    table.get_mut(idx).expires = Instant(now.0 + 900 * SECOND);
+                }
             })
         });
     }
@@ -103,6 +165,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = lookup_update, expire
+    targets = lookup_update, lookup_burst, expire
 }
 criterion_main!(benches);

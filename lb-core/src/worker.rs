@@ -250,6 +250,12 @@ impl Worker {
         self.local_ports.available()
     }
 
+    /// The memory the connection table keeps for its lifetime (for the OS layer
+    /// to back with huge pages).
+    pub fn conn_memory_regions(&self) -> impl Iterator<Item = crate::conn::MemoryRegion> {
+        self.conns.memory_regions()
+    }
+
     /// The live connections (for listings; walks the whole table).
     pub fn connections(&self) -> impl Iterator<Item = &Conn> + '_ {
         self.conns.iter()

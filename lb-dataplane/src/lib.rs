@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod control;
 pub mod dpdk;
+pub mod hugepages;
 pub mod metrics;
 pub mod shared;
 pub mod worker_loop;

@@ -23,6 +23,7 @@ use lb_core::worker::{Worker, WorkerSetup};
 use lb_dataplane::clock::Clock;
 use lb_dataplane::control::{ControlSocket, PortInfo, Reloader};
 use lb_dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig};
+use lb_dataplane::hugepages;
 use lb_dataplane::metrics::MetricsServer;
 use lb_dataplane::shared::{Mailboxes, Published, Shared};
 use lb_dataplane::worker_loop::{self, WorkerRun};
@@ -277,6 +278,12 @@ fn run(
             )
         })
         .collect();
+    for (w, worker) in lb_workers.iter().enumerate() {
+        eprintln!(
+            "lb-director: worker {w} connection table: {}",
+            hugepages::back_with_huge_pages(worker.conn_memory_regions())
+        );
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone())

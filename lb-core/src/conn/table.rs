@@ -1,16 +1,17 @@
 //! The per-worker connection table.
 //!
-//! Records live in a slab preallocated to the configured capacity; a hashbrown
-//! `HashTable<u32>` indexes each record under two keys, the client-side tuple
-//! (client → VIP) and the server-side tuple (real server → local address), so one
-//! lookup finds the connection from either direction. Nothing allocates after
+//! Records live in a slab preallocated to the configured capacity; a bucketed
+//! cuckoo index (`index.rs`, one cache line per bucket) holds each record under
+//! two keys, the client-side tuple (client → VIP) and the server-side tuple (real
+//! server → local address), so one lookup finds the connection from either
+//! direction. A hit reads one bucket line and the record. Nothing allocates after
 //! construction: the slab and the index are sized for the capacity up front.
 
+use std::hint::black_box;
 use std::net::IpAddr;
 
-use hashbrown::HashTable;
-
 use super::fifo::SlotFifo;
+use super::index::BucketIndex;
 use super::state::TcpState;
 use super::timer::TimerWheel;
 use super::window::TcpWindow;
@@ -162,13 +163,30 @@ pub enum InsertError {
     Exists,
 }
 
+/// A range of memory a table keeps for its lifetime, for the OS layer to back
+/// with huge pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryRegion {
+    /// First byte.
+    pub start: usize,
+    /// Length in bytes.
+    pub len: usize,
+    /// Whether the pages were written at construction (advice given now only
+    /// applies to pages faulted in later).
+    pub populated: bool,
+}
+
+/// Lookups of a burst handled together: all hashed, then every primary bucket
+/// read, then every first candidate record, then the keys compared.
+pub const LOOKUP_BURST: usize = 32;
+
 /// A connection table owned by one worker.
 #[derive(Debug)]
 pub struct ConnTable {
     slab: Vec<Conn>,
     free: Vec<u32>,
-    index: HashTable<u32>,
-    seeds: [u64; 3],
+    index: BucketIndex,
+    hasher: KeyHasher,
     wheel: TimerWheel,
     /// TCP connections that have not completed their handshake, oldest first.
     half_open: SlotFifo,
@@ -196,12 +214,25 @@ impl ConnTable {
         ConnTable {
             slab: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
-            index: HashTable::with_capacity(capacity * 2),
-            seeds: [next_seed(), next_seed(), next_seed()],
+            index: BucketIndex::new(capacity * 2),
+            hasher: KeyHasher {
+                seeds: [next_seed(), next_seed(), next_seed()],
+                #[cfg(test)]
+                replaced: None,
+            },
             wheel: TimerWheel::new(capacity, WHEEL_SLOTS, TICK_NS, now),
             half_open: SlotFifo::new(capacity),
             capacity,
         }
+    }
+
+    /// A table whose keys all hash with `hash`, to crowd them into few buckets
+    /// and signatures.
+    #[cfg(test)]
+    pub(super) fn with_hash(capacity: usize, now: Instant, hash: fn(&FlowKey) -> u64) -> Self {
+        let mut table = ConnTable::new(capacity, 0, now);
+        table.hasher.replaced = Some(hash);
+        table
     }
 
     /// Connections the table can hold.
@@ -266,20 +297,54 @@ impl ConnTable {
     /// Finds the connection a packet with tuple `key` belongs to.
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<(u32, Side)> {
-        let hash = hash_key(&self.seeds, key);
+        let hash = self.hasher.hash(key);
         let slab = &self.slab;
         self.index
-            .find(hash, |&e| entry_key(slab, e) == *key)
-            .map(|&e| {
-                (
-                    e >> 1,
-                    if e & 1 == 0 {
-                        Side::Client
-                    } else {
-                        Side::Server
-                    },
-                )
-            })
+            .find(hash, |e| entry_key(slab, e) == *key)
+            .map(entry_side)
+    }
+
+    /// Finds the connections of a burst of tuples: `out[i]` is what
+    /// [`ConnTable::lookup`] returns for `keys[i]` (up to the shorter length).
+    /// The memory accesses of the keys overlap: every key is hashed and its
+    /// primary bucket read before any record is, and every first candidate
+    /// record is read before any key comparison waits on one.
+    pub fn lookup_burst(&self, keys: &[FlowKey], out: &mut [Option<(u32, Side)>]) {
+        for (keys, out) in keys.chunks(LOOKUP_BURST).zip(out.chunks_mut(LOOKUP_BURST)) {
+            self.lookup_chunk(keys, out);
+        }
+    }
+
+    #[inline]
+    fn lookup_chunk(&self, keys: &[FlowKey], out: &mut [Option<(u32, Side)>]) {
+        let index = &self.index;
+        let mut hashes = [0u64; LOOKUP_BURST];
+        let mut probes = [index.probe(0); LOOKUP_BURST];
+        for ((key, hash), probe) in keys.iter().zip(&mut hashes).zip(&mut probes) {
+            *hash = self.hasher.hash(key);
+            *probe = index.probe(*hash);
+        }
+        let mut candidates = [Default::default(); LOOKUP_BURST];
+        for (probe, found) in probes.iter().zip(&mut candidates).take(keys.len()) {
+            *found = index.candidates(*probe);
+        }
+        // `_mm_prefetch` needs `unsafe` on stable Rust (a target-feature
+        // function), so loads of each first candidate record stand in for it:
+        // they are independent, so the core overlaps their misses. The two
+        // fields are at either end of the key fields, usually in two lines.
+        for (probe, found) in probes.iter().zip(&candidates).take(keys.len()) {
+            if let Some(entry) = index.first_candidate(*probe, *found) {
+                let conn = &self.slab[(entry >> 1) as usize];
+                black_box((conn.client.1, conn.proto));
+            }
+        }
+        for (i, (key, slot)) in keys.iter().zip(out).enumerate() {
+            *slot = index
+                .resolve(hashes[i], probes[i], candidates[i], |e| {
+                    entry_key(&self.slab, e) == *key
+                })
+                .map(entry_side);
+        }
     }
 
     /// Inserts `conn`, indexed under its client key and (for NAT and FullNAT) its
@@ -300,9 +365,20 @@ impl ConnTable {
         } else {
             return Err(InsertError::Full);
         };
-        self.index_entry(idx << 1, &ckey);
-        if let Some(skey) = skey {
-            self.index_entry((idx << 1) | 1, &skey);
+        let chash = self.hasher.hash(&ckey);
+        let indexed = self.index.insert(chash, idx << 1)
+            && skey.is_none_or(|k| {
+                let indexed = self.index.insert(self.hasher.hash(&k), (idx << 1) | 1);
+                if !indexed {
+                    self.index.remove(chash, idx << 1);
+                }
+                indexed
+            });
+        if !indexed {
+            // The index has no room for these keys (all their candidate
+            // buckets and the stash are full): as full as the slab would be.
+            self.free.push(idx);
+            return Err(InsertError::Full);
         }
         self.wheel.arm(idx, expires);
         let conn = &self.slab[idx as usize];
@@ -312,34 +388,33 @@ impl ConnTable {
         Ok(idx)
     }
 
-    fn index_entry(&mut self, entry: u32, key: &FlowKey) {
-        let hash = hash_key(&self.seeds, key);
-        let (slab, seeds) = (&self.slab, &self.seeds);
-        self.index
-            .insert_unique(hash, entry, |&e| hash_key(seeds, &entry_key(slab, e)));
-    }
-
     /// Removes the connection in slot `idx` and returns it.
     pub fn remove(&mut self, idx: u32) -> Conn {
         self.wheel.cancel(idx);
         self.half_open.remove(idx);
         let conn = self.slab[idx as usize].clone();
-        Self::unindex(&mut self.index, &self.seeds, &self.slab, idx);
+        Self::unindex(&mut self.index, &self.hasher, &self.slab, idx);
         self.free.push(idx);
         conn
     }
 
-    fn unindex(index: &mut HashTable<u32>, seeds: &[u64; 3], slab: &[Conn], idx: u32) {
+    fn unindex(index: &mut BucketIndex, hasher: &KeyHasher, slab: &[Conn], idx: u32) {
         let conn = &slab[idx as usize];
-        let mut drop_entry = |entry: u32, key: FlowKey| {
-            if let Ok(e) = index.find_entry(hash_key(seeds, &key), |&e| e == entry) {
-                e.remove();
-            }
-        };
-        drop_entry(idx << 1, conn.client_key());
+        index.remove(hasher.hash(&conn.client_key()), idx << 1);
         if conn.replies_through_director() {
-            drop_entry((idx << 1) | 1, conn.server_key());
+            index.remove(hasher.hash(&conn.server_key()), (idx << 1) | 1);
         }
+    }
+
+    /// The memory the table keeps for its lifetime: the bucket array (starting
+    /// on a 2 MiB boundary when it spans one) and the record slab.
+    pub fn memory_regions(&self) -> impl Iterator<Item = MemoryRegion> {
+        let slab = MemoryRegion {
+            start: self.slab.as_ptr() as usize,
+            len: self.slab.capacity() * size_of::<Conn>(),
+            populated: false,
+        };
+        [self.index.region(), slab].into_iter()
     }
 
     /// Expires connections whose deadline has passed, handling at most `budget`
@@ -355,7 +430,7 @@ impl ConnTable {
             slab,
             free,
             index,
-            seeds,
+            hasher,
             wheel,
             half_open,
             ..
@@ -368,7 +443,7 @@ impl ConnTable {
             }
             on_expire(conn);
             half_open.remove(idx);
-            Self::unindex(index, seeds, slab, idx);
+            Self::unindex(index, hasher, slab, idx);
             free.push(idx);
             None
         })
@@ -398,6 +473,16 @@ impl ConnTable {
 }
 
 #[inline]
+fn entry_side(entry: u32) -> (u32, Side) {
+    let side = if entry & 1 == 0 {
+        Side::Client
+    } else {
+        Side::Server
+    };
+    (entry >> 1, side)
+}
+
+#[inline]
 fn entry_key(slab: &[Conn], entry: u32) -> FlowKey {
     let conn = &slab[(entry >> 1) as usize];
     if entry & 1 == 0 {
@@ -421,6 +506,26 @@ fn addr_bits(addr: IpAddr) -> u64 {
             let v = u128::from(a);
             (v as u64) ^ ((v >> 64) as u64).rotate_left(17)
         }
+    }
+}
+
+/// The table's hash of flow tuples; tests may replace it by a degenerate one to
+/// crowd keys into few buckets and signatures.
+#[derive(Debug)]
+struct KeyHasher {
+    seeds: [u64; 3],
+    #[cfg(test)]
+    replaced: Option<fn(&FlowKey) -> u64>,
+}
+
+impl KeyHasher {
+    #[inline]
+    fn hash(&self, key: &FlowKey) -> u64 {
+        #[cfg(test)]
+        if let Some(hash) = self.replaced {
+            return hash(key);
+        }
+        hash_key(&self.seeds, key)
     }
 }
 
