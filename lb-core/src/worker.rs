@@ -43,6 +43,7 @@ mod open;
 mod originate;
 mod vlan;
 
+use burst::Found;
 pub use burst::{Burst, MAX_BURST};
 use events::Events;
 pub use events::{CloseReason, ConnEvent, ConnEventKind};
@@ -323,7 +324,7 @@ impl Worker {
     ) -> Verdict {
         self.counters.redirects_in.inc();
         let meta = PacketMeta::parse(frame.data());
-        self.handle(now, port, frame, Origin::Peer, meta)
+        self.handle(now, port, frame, Origin::Peer, meta, None)
     }
 
     fn handle(
@@ -333,10 +334,11 @@ impl Worker {
         frame: &mut Frame<'_>,
         origin: Origin,
         meta: Result<PacketMeta, DropReason>,
+        hint: Option<Found>,
     ) -> Verdict {
         let result = meta.and_then(|meta| {
             let (iface, tag) = self.ingress(port, frame, &meta)?;
-            match self.dispatch(now, iface, frame, origin, &meta)? {
+            match self.dispatch(now, iface, frame, origin, &meta, hint)? {
                 Verdict::Transmit(out) => self.egress(frame, out),
                 Verdict::Redirect(owner) => {
                     // The owner looks at the frame as it came in.
@@ -390,13 +392,14 @@ impl Worker {
         frame: &mut Frame<'_>,
         origin: Origin,
         meta: &PacketMeta,
+        hint: Option<Found>,
     ) -> Result<Verdict, DropReason> {
         if origin == Origin::Port {
             let ours = self.mac_of(port).ok_or(DropReason::Malformed)?;
             guard::check_mac(meta.dst_mac, ours, meta.ethertype)?;
         }
         match meta.ipv4 {
-            Some(ip) => self.on_ipv4(now, port, frame, origin, &ip),
+            Some(ip) => self.on_ipv4(now, port, frame, origin, &ip, hint),
             None if meta.is_arp() => self.on_arp(now, port, frame),
             None => Err(DropReason::UnsupportedEthertype),
         }
@@ -464,6 +467,7 @@ impl Worker {
         frame: &mut Frame<'_>,
         origin: Origin,
         ip: &Ipv4Meta,
+        hint: Option<Found>,
     ) -> Result<Verdict, DropReason> {
         let (src, dst, proto) = (ip.src, ip.dst, ip.proto);
         if origin == Origin::Port {
@@ -497,7 +501,7 @@ impl Worker {
             port,
             seg: ip.segment(),
         };
-        if let Some((idx, side)) = self.conns.lookup(&info.key) {
+        if let Some((idx, side)) = Found::or_lookup(hint, &self.conns, &info.key) {
             if !self.starts_afresh(idx, side, &info) {
                 return self.forward(now, idx, side, info, frame);
             }

@@ -191,6 +191,9 @@ pub struct ConnTable {
     /// TCP connections that have not completed their handshake, oldest first.
     half_open: SlotFifo,
     capacity: usize,
+    /// Inserts and removals so far: a lookup made before is still right when
+    /// this has not moved.
+    changes: u64,
 }
 
 /// Timer wheel geometry: 10 ms ticks, 4096 slots (a 41 s horizon; longer timeouts
@@ -223,6 +226,7 @@ impl ConnTable {
             wheel: TimerWheel::new(capacity, WHEEL_SLOTS, TICK_NS, now),
             half_open: SlotFifo::new(capacity),
             capacity,
+            changes: 0,
         }
     }
 
@@ -385,6 +389,7 @@ impl ConnTable {
         if conn.proto == crate::wire::ipv4::PROTO_TCP && conn.state.is_half_open() {
             self.half_open.push(idx);
         }
+        self.changes += 1;
         Ok(idx)
     }
 
@@ -395,7 +400,14 @@ impl ConnTable {
         let conn = self.slab[idx as usize].clone();
         Self::unindex(&mut self.index, &self.hasher, &self.slab, idx);
         self.free.push(idx);
+        self.changes += 1;
         conn
+    }
+
+    /// How many inserts and removals the table has seen (expiries included).
+    #[inline]
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     fn unindex(index: &mut BucketIndex, hasher: &KeyHasher, slab: &[Conn], idx: u32) {
@@ -433,6 +445,7 @@ impl ConnTable {
             hasher,
             wheel,
             half_open,
+            changes,
             ..
         } = self;
         wheel.advance(now, budget, |idx| {
@@ -445,6 +458,7 @@ impl ConnTable {
             half_open.remove(idx);
             Self::unindex(index, hasher, slab, idx);
             free.push(idx);
+            *changes += 1;
             None
         })
     }
