@@ -18,6 +18,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant as StdInstant};
 
+#[path = "common/thp.rs"]
+mod thp;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use lb_bench::fixtures::{self, Scatter};
 use lb_core::conn::{ConnTable, LOOKUP_BURST};
@@ -35,42 +38,14 @@ fn sizes() -> Vec<u64> {
 fn filled(n: u64, expires: Instant) -> ConnTable {
     let template = fixtures::template_conn();
     let mut t = ConnTable::new(n as usize, 42, Instant(0));
-    if std::env::var("LB_BENCH_THP").map_or(true, |v| v != "0") {
-        advise_huge_pages(&t);
+    if thp::wanted() {
+        thp::advise(t.memory_regions());
     }
     for i in 0..n as u32 {
         t.insert(fixtures::conn_n(&template, i, expires))
             .expect("insert");
     }
     t
-}
-
-/// What `lb-dataplane`'s `hugepages` does for a worker's table, on the whole
-/// 2 MiB pages of each region.
-fn advise_huge_pages(table: &ConnTable) {
-    const HUGE: usize = 2 << 20;
-    const MADV_COLLAPSE: libc::c_int = 25;
-    for region in table.memory_regions() {
-        let start = region.start.next_multiple_of(HUGE);
-        let end = (region.start + region.len) / HUGE * HUGE;
-        if end <= start {
-            continue;
-        }
-        let advise = |advice| {
-            // SAFETY: the range lies inside memory the table owns for its
-            // lifetime; the advice changes which pages back it, not its contents.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) }
-        };
-        let huge = advise(libc::MADV_HUGEPAGE);
-        let collapsed = if region.populated {
-            advise(MADV_COLLAPSE)
-        } else {
-            0
-        };
-        if huge != 0 || collapsed != 0 {
-            eprintln!("madvise: {}", std::io::Error::last_os_error());
-        }
-    }
 }
 
 fn lookup_update(c: &mut Criterion) {

@@ -222,9 +222,21 @@ pub fn lips_for(flows: u64) -> usize {
 /// # Panics
 /// If a flow is not forwarded.
 pub fn established(proto: u8, flows: u64, servers: usize) -> Worker {
+    established_after(proto, flows, servers, |_| {})
+}
+
+/// [`established`], with `prepare` run on the empty worker first (to advise its
+/// table's memory, say).
+pub fn established_after(
+    proto: u8,
+    flows: u64,
+    servers: usize,
+    prepare: impl FnOnce(&Worker),
+) -> Worker {
     assert!(flows <= MAX_FLOWS);
     let config = config("rr", servers, lips_for(flows));
     let mut w = worker(&config, flows as usize);
+    prepare(&w);
     let mut buf = [0u8; 128];
     let tcp_flags = if proto == PROTO_UDP { 0 } else { flags::SYN };
     for i in 0..flows as u32 {

@@ -8,7 +8,7 @@ use lb_core::stats::DropReason;
 use lb_core::wire::arp::{self, ArpPacket};
 use lb_core::wire::ethernet::{self, EthernetFrame};
 use lb_core::wire::ipv4::Ipv4Packet;
-use lb_core::wire::tcp::{flags, TcpSegment};
+use lb_core::wire::tcp::flags;
 use lb_core::wire::MacAddr;
 use lb_core::worker::{Verdict, Worker};
 
@@ -138,18 +138,7 @@ fn a_connection_from_a_vlan_is_forwarded_and_its_replies_go_back_tagged() {
     assert_eq!(verdict, Verdict::Transmit(SERVER));
     assert_eq!(untag(&out).0, None, "the server network is untagged");
     assert_checksums_valid(&out);
-    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
-    let (rs, lport) = (
-        ip.dst(),
-        TcpSegment::new_checked(ip.payload()).unwrap().src_port(),
-    );
-    let mac = if rs == RS1 { RS1_MAC } else { RS2_MAC };
-    let synack = eth(
-        DIR_MAC[1],
-        mac,
-        ethernet::ETHERTYPE_IPV4,
-        &tcp((rs, 80), (LIP, lport), flags::SYN | flags::ACK, b""),
-    );
+    let (_, _, synack) = synack_for(&out);
     let (verdict, out) = run(&mut w, secs(1), SERVER, synack);
     assert_eq!(verdict, Verdict::Transmit(CLIENT));
     let (vid, plain) = untag(&out);

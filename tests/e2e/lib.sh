@@ -141,6 +141,17 @@ e2e_start_director() {
 	return 1
 }
 
+# e2e_wait_http URL: wait up to 10 s until the client's curl of URL succeeds.
+e2e_wait_http() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		lab_exec client curl -s -o /dev/null --max-time 1 "$1" && return 0
+		sleep 0.2
+	done
+	echo "  $1 does not answer" >&2
+	return 1
+}
+
 # e2e_stop_director: SIGTERM, wait up to 10 s, then SIGKILL. Never fails.
 e2e_stop_director() {
 	local pid="$E2E_DIRECTOR_PID" i rc=0

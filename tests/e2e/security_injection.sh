@@ -495,13 +495,7 @@ start_director() {
 	echo "  config $1"
 	e2e_stop_director
 	e2e_start_director "$1" || return 1
-	local i
-	for ((i = 0; i < 50; i++)); do
-		lab_exec client curl -s -o /dev/null --max-time 1 "http://$VIP:$HTTP_PORT/" && return 0
-		sleep 0.2
-	done
-	echo "  $VIP:$HTTP_PORT does not answer" >&2
-	return 1
+	e2e_wait_http "http://$VIP:$HTTP_PORT/"
 }
 
 # SYNs to the VIP in frames the director must not take: foreign destination

@@ -155,13 +155,7 @@ setup_lab() {
 start_director() {
 	echo "  config $CONFIG (= $(basename "$BASE_CONFIG") + default route via $LAB_CLIENT_IP)"
 	e2e_start_director "$CONFIG" || return 1
-	local i
-	for ((i = 0; i < 50; i++)); do
-		lab_exec client curl -s -o /dev/null --max-time 1 "http://$VIP:$HTTP_PORT/" && return 0
-		sleep 0.2
-	done
-	echo "  $VIP:$HTTP_PORT does not answer" >&2
-	return 1
+	e2e_wait_http "http://$VIP:$HTTP_PORT/"
 }
 
 # The flood itself, with the legitimate client and the sampler around it.

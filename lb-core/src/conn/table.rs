@@ -556,29 +556,14 @@ fn hash_key(seeds: &[u64; 3], key: &FlowKey) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
     use std::time::Duration;
 
-    fn ip(last: u8) -> IpAddr {
-        IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
-    }
-
+    /// A half-open FullNAT TCP connection (the model test's record, as TCP).
     fn conn(cport: u16, lport: u16, expires: Instant) -> Conn {
         Conn {
             proto: 6,
-            forward: ForwardMode::FullNat,
             state: TcpState::SynRecv,
-            output_seen: false,
-            client: (ip(1), cport),
-            virt: (ip(100), 80),
-            local: (ip(200), lport),
-            dest: (ip(11), 8080),
-            service: (ServiceId(0), 0),
-            real_server: (RealServerId(0), 0),
-            expires,
-            xmit: XmitState::default(),
-            sides: SidePorts::default(),
-            window: TcpWindow::default(),
+            ..super::super::table_model::conn(cport, lport, true, expires)
         }
     }
 

@@ -77,7 +77,8 @@ fn ip(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
 }
 
-fn conn(cport: u16, lport: u16, two_keys: bool, expires: Instant) -> Conn {
+/// A UDP connection: FullNAT (two keys) or DR (one).
+pub(super) fn conn(cport: u16, lport: u16, two_keys: bool, expires: Instant) -> Conn {
     Conn {
         proto: 17,
         forward: if two_keys {

@@ -220,11 +220,10 @@ pub fn client_segment(cport: u16, tcp_flags: u8) -> Vec<u8> {
     )
 }
 
-/// Sends the handshake of a client connection; returns the server it went to and
-/// the local port.
-pub fn handshake(w: &mut Worker, now: Instant, cport: u16) -> (Ipv4Addr, u16) {
-    let (_, out) = run(w, now, CLIENT, client_segment(cport, flags::SYN));
-    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+/// The real server and local port of a SYN the director sent (untagged
+/// `sent`), and the server's SYN-ACK to it.
+pub fn synack_for(sent: &[u8]) -> (Ipv4Addr, u16, Vec<u8>) {
+    let ip = Ipv4Packet::new_checked(&sent[14..]).unwrap();
     let (rs, lport) = (
         ip.dst(),
         TcpSegment::new_checked(ip.payload()).unwrap().src_port(),
@@ -236,6 +235,14 @@ pub fn handshake(w: &mut Worker, now: Instant, cport: u16) -> (Ipv4Addr, u16) {
         ethernet::ETHERTYPE_IPV4,
         &tcp((rs, 80), (LIP, lport), flags::SYN | flags::ACK, b""),
     );
+    (rs, lport, synack)
+}
+
+/// Sends the handshake of a client connection; returns the server it went to and
+/// the local port.
+pub fn handshake(w: &mut Worker, now: Instant, cport: u16) -> (Ipv4Addr, u16) {
+    let (_, out) = run(w, now, CLIENT, client_segment(cport, flags::SYN));
+    let (rs, lport, synack) = synack_for(&out);
     assert_eq!(run(w, now, SERVER, synack).0, Verdict::Transmit(CLIENT));
     run(w, now, CLIENT, client_segment(cport, flags::ACK));
     (rs, lport)
