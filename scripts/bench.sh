@@ -296,11 +296,11 @@ bench_micro() {
 		crit=(--warm-up-time 0.3 --measurement-time 1)
 	fi
 	bench_log "micro-benchmarks: datapath"
-	env "${env[@]}" cargo bench -q -p bench --no-default-features --bench datapath -- "${crit[@]}"
+	env "${env[@]}" cargo bench -q -p bench --bench datapath -- "${crit[@]}"
 	bench_log "micro-benchmarks: schedulers"
 	env "${env[@]}" cargo bench -q -p bench --no-default-features --bench sched -- --warm-up-time 0.3 --measurement-time 1
 	bench_log "micro-benchmarks: connection table"
-	env "${env[@]}" cargo bench -q -p bench --no-default-features --bench conn_table -- "${crit[@]}"
+	env "${env[@]}" cargo bench -q -p bench --bench conn_table -- "${crit[@]}"
 	bench_log "memory per connection"
 	env "${env[@]}" LB_BENCH_RESULTS="$BENCH_OUT" cargo bench -q -p bench --no-default-features --bench conn_memory
 }

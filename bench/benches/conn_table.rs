@@ -11,15 +11,15 @@
 //!   outside the timing.
 //!
 //! `LB_BENCH_CONNS=10000,1000000` overrides the lookup table sizes. The lookup
-//! tables get transparent huge pages as the director gives them
-//! (`MADV_HUGEPAGE` before filling, `MADV_COLLAPSE` on the written index);
+//! tables get transparent huge pages and the prefetch instruction as the
+//! director gives them (see common/memory.rs; built with the `dpdk` feature);
 //! `LB_BENCH_THP=0` leaves them on 4 KiB pages.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant as StdInstant};
 
-#[path = "common/thp.rs"]
-mod thp;
+#[path = "common/memory.rs"]
+mod memory;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use lb_bench::fixtures::{self, Scatter};
@@ -38,8 +38,9 @@ fn sizes() -> Vec<u64> {
 fn filled(n: u64, expires: Instant) -> ConnTable {
     let template = fixtures::template_conn();
     let mut t = ConnTable::new(n as usize, 42, Instant(0));
-    if thp::wanted() {
-        thp::advise(t.memory_regions());
+    memory::back_with_huge_pages(t.memory_regions());
+    if let Some(prefetch) = memory::prefetch() {
+        t.set_prefetch(prefetch);
     }
     for i in 0..n as u32 {
         t.insert(fixtures::conn_n(&template, i, expires))

@@ -18,8 +18,8 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-#[path = "common/thp.rs"]
-mod thp;
+#[path = "common/memory.rs"]
+mod memory;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use lb_bench::fixtures::{self, FlowFrames, Scatter};
@@ -69,14 +69,15 @@ fn worker_process(c: &mut Criterion) {
             });
         }
     }
-    // Bursts of 32 through the pipeline, per packet, on a table backed by
-    // transparent hugepages as the director's is (LB_BENCH_THP=0: 4 KiB).
+    // Bursts of 32 through the pipeline, per packet, on a table set up as the
+    // director's is (hugepages, prefetch: see common/memory.rs).
     for flows in flow_counts() {
         let mut worker = fixtures::established_after(PROTO_TCP, flows, 16, |w| {
-            if thp::wanted() {
-                thp::advise(w.conn_memory_regions());
-            }
+            memory::back_with_huge_pages(w.conn_memory_regions())
         });
+        if let Some(prefetch) = memory::prefetch() {
+            worker.set_prefetch(prefetch);
+        }
         let frames = FlowFrames::new(PROTO_TCP);
         let mut walk = Scatter::new(flows);
         let mut burst = fixtures::FrameBurst::new(BURST);

@@ -251,6 +251,12 @@ impl Worker {
         self.local_ports.available()
     }
 
+    /// Lets burst lookups prefetch with `prefetch` (the data plane's prefetch
+    /// instruction; see [`ConnTable::set_prefetch`]).
+    pub fn set_prefetch(&mut self, prefetch: fn(usize)) {
+        self.conns.set_prefetch(prefetch);
+    }
+
     /// The memory the connection table keeps for its lifetime (for the OS layer
     /// to back with huge pages).
     pub fn conn_memory_regions(&self) -> impl Iterator<Item = crate::conn::MemoryRegion> {

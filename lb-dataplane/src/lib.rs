@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod control;
+pub mod cpu;
 pub mod dpdk;
 pub mod hugepages;
 pub mod metrics;

@@ -23,10 +23,10 @@ use lb_core::worker::{Worker, WorkerSetup};
 use lb_dataplane::clock::Clock;
 use lb_dataplane::control::{ControlSocket, PortInfo, Reloader};
 use lb_dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig};
-use lb_dataplane::hugepages;
 use lb_dataplane::metrics::MetricsServer;
 use lb_dataplane::shared::{Mailboxes, Published, Shared};
 use lb_dataplane::worker_loop::{self, WorkerRun};
+use lb_dataplane::{cpu, hugepages};
 
 /// Command line of the director.
 #[derive(Debug, Parser)]
@@ -262,7 +262,7 @@ fn run(
     let mut cores = Vec::new();
     let mut cores_left = config.workers.cores.iter().copied();
     let peers = Arc::new(Peers::new(workers, seed.rotate_left(17)));
-    let lb_workers: Vec<Worker> = (0..workers)
+    let mut lb_workers: Vec<Worker> = (0..workers)
         .map(|w| {
             cores.push(cores_left.next());
             Worker::new(
@@ -278,7 +278,8 @@ fn run(
             )
         })
         .collect();
-    for (w, worker) in lb_workers.iter().enumerate() {
+    for (w, worker) in lb_workers.iter_mut().enumerate() {
+        worker.set_prefetch(cpu::prefetch);
         eprintln!(
             "lb-director: worker {w} connection table: {}",
             hugepages::back_with_huge_pages(worker.conn_memory_regions())

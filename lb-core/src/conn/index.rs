@@ -188,6 +188,12 @@ impl BucketIndex {
         }
     }
 
+    /// The address of the primary bucket of `probe`, to prefetch it.
+    #[inline]
+    pub(super) fn primary_addr(&self, probe: Probe) -> usize {
+        std::ptr::from_ref(self.bucket(probe.primary)) as usize
+    }
+
     /// Reads the primary bucket of `probe`: the first memory access of a
     /// lookup, done for a whole burst before any record is read. The
     /// alternative bucket is read only when the primary one has no match, which
