@@ -389,6 +389,10 @@ pub struct ControlConfig {
     /// `127.0.0.1:9100`; absent = no endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// The core the control thread runs on; absent = EAL's main lcore (where
+    /// DPDK's own control threads run too). Never a forwarding worker's core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core: Option<usize>,
 }
 
 /// Where lb-ctl and the director meet when nothing else is configured.
@@ -403,6 +407,7 @@ impl Default for ControlConfig {
         ControlConfig {
             socket: default_socket(),
             metrics: None,
+            core: None,
         }
     }
 }

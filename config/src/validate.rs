@@ -28,6 +28,14 @@ impl Config {
                 ),
             ));
         }
+        if let Some(core) = self.control.core {
+            if let Some(w) = self.workers.cores.iter().position(|&c| c == core) {
+                return Err(ConfigError::new(
+                    "control.core",
+                    format!("{core} is worker {w}'s core; the control thread must not share it"),
+                ));
+            }
+        }
         if self.ports.is_empty() {
             return Err(ConfigError::new("ports", "at least one port is required"));
         }
@@ -410,6 +418,21 @@ mod tests {
             );
             assert!(!err.contains('\n'), "{err:?} is not one line");
         }
+    }
+
+    #[test]
+    fn the_control_core_is_not_a_workers() {
+        let text = GOOD.replace(
+            "eal: [\"--no-huge\", \"-m\", \"512\"]\n",
+            "eal: [\"--no-huge\", \"-m\", \"512\"]\nworkers: { count: 2, cores: [2, 3] }\ncontrol: { core: 3 }\n",
+        );
+        assert_ne!(text, GOOD);
+        assert_eq!(
+            Config::from_yaml(&text).unwrap_err().to_string(),
+            "control.core: 3 is worker 1's core; the control thread must not share it"
+        );
+        let ok = text.replace("control: { core: 3 }", "control: { core: 0 }");
+        assert_eq!(Config::from_yaml(&ok).unwrap().control.core, Some(0));
     }
 
     #[test]

@@ -374,6 +374,11 @@ fn run(
             let shared = &shared;
             scope.spawn(move || worker_loop::run(run, shared));
         }
+        if let Some(core) = config.control.core {
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                eprintln!("lb-director: control thread: could not pin to core {core}");
+            }
+        }
         let served = socket.serve(&shared, &port_info, &mut reloader, metrics);
         // However the control thread ended, the workers stop with it.
         shared.stop.store(true, Ordering::Relaxed);
