@@ -4,7 +4,7 @@
 # default route towards the client side, so that random sources pass the
 # strict reverse-path check as real internet clients would):
 #
-# A legitimate client loops sequential `curl --max-time 5` requests to the VIP
+# A legitimate client loops sequential `curl --max-time 10` requests to the VIP
 # (no --retry; TCP's own SYN retransmissions are allowed) for E2E_BEFORE
 # seconds, then `hping3 -S --flood --rand-source -p 80 VIP` runs from the client
 # namespace for E2E_FLOOD seconds, and the client goes on for E2E_AFTER seconds
@@ -101,7 +101,7 @@ legit_client() {
 		while ((SECONDS < end)); do
 			start=$(date +%s.%N)
 			rc=0
-			body=$(curl -s --max-time 5 "$url") || rc=$?
+			body=$(curl -s --max-time 10 "$url") || rc=$?
 			echo "$start $(date +%s.%N) $rc ${body%%$'"'\n'"'*}"
 		done' _ "http://$VIP:$HTTP_PORT/" "$1"
 }
@@ -240,7 +240,7 @@ phase() {
 director_up() {
 	local out
 	out="$(e2e_ctl status)" || return 1
-	head -n 3 <<<"$out" | sed 's/^/    /'
+	sed -n '1,/^Port/p' <<<"$out" | sed '$d; s/^/    /'
 }
 
 # ----------------------------------------------------------------- main
