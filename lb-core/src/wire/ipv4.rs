@@ -118,7 +118,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     /// Whether the header checksum is valid.
     pub fn verify_checksum(&self) -> bool {
-        csum::checksum(&self.buf.as_ref()[..self.header_len()]) == 0
+        csum::header_is_intact(&self.buf.as_ref()[..self.header_len()])
     }
 
     /// The payload (up to the total length; Ethernet padding excluded).
