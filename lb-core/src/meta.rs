@@ -129,11 +129,6 @@ impl PacketMeta {
         Ok(meta)
     }
 
-    /// Offset of the network header.
-    pub fn l3_offset(&self) -> usize {
-        usize::from(self.l2_len)
-    }
-
     /// Whether the frame carries a VLAN tag.
     pub fn is_tagged(&self) -> bool {
         usize::from(self.l2_len) > ethernet::HEADER_LEN

@@ -160,6 +160,20 @@ struct L4Info {
     seg: SegmentSeq,
 }
 
+impl L4Info {
+    /// What a TCP/UDP packet (or first fragment) with flow `key`, arriving on
+    /// `port`, brings to the forwarding path.
+    fn new(ip: &Ipv4Meta, key: FlowKey, port: PortId) -> Self {
+        L4Info {
+            key,
+            ip_len: usize::from(ip.total_len),
+            ttl: ip.ttl,
+            port,
+            seg: ip.segment(),
+        }
+    }
+}
+
 impl Worker {
     /// A worker forwarding with `snapshot`.
     pub fn new(setup: WorkerSetup, snapshot: Arc<Snapshot>, now: Instant) -> Self {
@@ -500,13 +514,7 @@ impl Worker {
                 })
             }
         };
-        let info = L4Info {
-            key: FlowKey::v4(proto, src, sport, dst, dport),
-            ip_len: usize::from(ip.total_len),
-            ttl: ip.ttl,
-            port,
-            seg: ip.segment(),
-        };
+        let info = L4Info::new(ip, FlowKey::v4(proto, src, sport, dst, dport), port);
         if let Some((idx, side)) = Found::or_lookup(hint, &self.conns, &info.key) {
             if !self.starts_afresh(idx, side, &info) {
                 return self.forward(now, idx, side, info, frame);

@@ -61,7 +61,7 @@ struct Outbound<'r, 'p> {
     tx: Vec<MbufArray>,
     peers: &'r mut [Option<Producer>],
     redirect: Vec<MbufArray>,
-    /// Frames dropped in the current burst, freed together.
+    /// Frames dropped this turn of the loop, freed together.
     dropped: MbufArray,
     counters: &'r WorkerCounters,
 }
@@ -100,12 +100,15 @@ impl Outbound<'_, '_> {
         }
     }
 
-    /// Frees the burst's dropped frames in one call.
+    /// Frees the dropped frames in one call.
     fn free_dropped(&mut self) {
         self.dropped.clear();
     }
 
+    /// Sends what is queued for the ports and the peers, and frees what was
+    /// dropped, once per turn of the loop.
     fn flush(&mut self) {
+        self.free_dropped();
         for (pending, queue) in self.tx.iter_mut().zip(self.tx_queues.iter_mut()) {
             flush_tx(pending, queue, self.counters);
         }
@@ -176,7 +179,6 @@ pub fn run(run: WorkerRun<'_>, shared: &Shared) {
             for (mbuf, verdict) in burst.drain().zip(verdicts) {
                 out.dispatch(mbuf, verdict);
             }
-            out.free_dropped();
         }
         for ring in from_peers.iter_mut() {
             received += ring.dequeue_burst(&mut burst);
@@ -217,9 +219,9 @@ pub fn run(run: WorkerRun<'_>, shared: &Shared) {
     dpdk::unregister_thread();
 }
 
-/// Runs one mbuf through the core (multi-segment mbufs are dropped: the core
-/// works on contiguous frames) and dispatches the verdict.
-/// Handles a frame another worker handed over.
+/// Runs a frame another worker handed over through the core (multi-segment
+/// mbufs are dropped: the core works on contiguous frames) and dispatches the
+/// verdict after what it made the worker originate.
 #[inline]
 fn process_redirected(
     worker: &mut Worker,
@@ -234,9 +236,7 @@ fn process_redirected(
         return;
     }
     let verdict = mbuf.with_frame(|frame| worker.process_redirected(now, port, frame));
-    if worker.has_pending_transmit() {
-        send_originated(worker, out, pool, now);
-    }
+    send_originated(worker, out, pool, now);
     out.dispatch(mbuf, verdict);
 }
 

@@ -141,6 +141,14 @@ e2e_start_director() {
 	return 1
 }
 
+# e2e_port_mac NAME: the MAC of the director's port NAME (from lb-ctl status).
+e2e_port_mac() {
+	e2e_ctl status --json | python3 -c '
+import json, sys
+print(next(p["mac"] for p in json.load(sys.stdin)["ports"] if p["name"] == sys.argv[1]))
+' "$1"
+}
+
 # e2e_wait_http URL: wait up to 10 s until the client's curl of URL succeeds.
 e2e_wait_http() {
 	local i

@@ -96,13 +96,6 @@ show_deltas() {
 	join "$1" "$2" | awk '$3 != $2 { printf "    %s +%d\n", $1, $3 - $2 }'
 }
 
-port_mac() {
-	e2e_ctl status --json | python3 -c '
-import json, sys
-print(next(p["mac"] for p in json.load(sys.stdin)["ports"] if p["name"] == sys.argv[1]))
-' "$1"
-}
-
 # connection PROTO CLIENT_PORT: "local destination" of the connection from
 # CLIENT:CLIENT_PORT, or nothing.
 connection() {
@@ -342,7 +335,7 @@ rs_of() {
 # sent on the client link to the director's client port.
 inject_client_side() {
 	local mac out total=0
-	mac="$(port_mac client)"
+	mac="$(e2e_port_mac client)"
 	out="$(forge client cli0 "$mac" tcp "$VICTIM_TCP_DEST" "$VICTIM_TCP_LOCAL" \
 		"$CLIENT:$TCP_CPORT" "$VIP:$HTTP_PORT")" || return 1
 	echo "  client link, TCP $VICTIM_TCP_DEST -> $VICTIM_TCP_LOCAL: $out"
@@ -357,7 +350,7 @@ inject_client_side() {
 # the TCP victim's real server on the server link to the director's server port.
 inject_server_side() {
 	local mac rs out total=0
-	mac="$(port_mac server)"
+	mac="$(e2e_port_mac server)"
 	rs="$(rs_of "$VICTIM_TCP_DEST")"
 	out="$(forge "$rs" eth0 "$mac" tcp "$CLIENT:$TCP_CPORT" "$VIP:$HTTP_PORT" \
 		"$VICTIM_TCP_DEST" "$VICTIM_TCP_LOCAL")" || return 1
@@ -425,7 +418,7 @@ blind() {
 	counters "$before" || return 1
 	start_victims || return 1
 	sleep 1
-	mac="$(port_mac client)"
+	mac="$(e2e_port_mac client)"
 	out="$(forge client cli0 "$mac" blind "$CLIENT:$TCP_CPORT" "$VIP:$HTTP_PORT")" || return 1
 	echo "  client link, TCP $CLIENT:$TCP_CPORT -> $VIP:$HTTP_PORT: $out"
 	sleep 0.5
@@ -503,7 +496,7 @@ start_director() {
 refused_syns() {
 	local before="$WORK/before" after="$WORK/after" mac out bad=0 src reason
 	local -A expect=([foreign_mac]=0 [martian_source]=0 [own_source]=0 [land]=0)
-	mac="$(port_mac client)"
+	mac="$(e2e_port_mac client)"
 	counters "$before" || return 1
 	for dst_mac in 02:00:5e:00:53:01 ff:ff:ff:ff:ff:ff 01:00:5e:00:00:01; do
 		out="$(forge client cli0 "$dst_mac" syn "$CLIENT:41000" "$VIP:$HTTP_PORT")" || return 1

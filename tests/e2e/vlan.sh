@@ -97,14 +97,7 @@ PY
 }
 
 probe() {
-	lab_exec client "$SCAPY_PYTHON" "$PROBE" cli0 "$(port_mac)" "$@"
-}
-
-port_mac() {
-	e2e_ctl status --json | python3 -c '
-import json, sys
-print(next(p["mac"] for p in json.load(sys.stdin)["ports"] if p["name"] == "client"))
-'
+	lab_exec client "$SCAPY_PYTHON" "$PROBE" cli0 "$(e2e_port_mac client)" "$@"
 }
 
 drops() {

@@ -299,13 +299,7 @@ impl Worker {
         }
         // The first fragment: the parse found its ports (and its TCP header).
         let key = ip.flow_key().ok_or(DropReason::Malformed)?;
-        let info = super::L4Info {
-            key,
-            ip_len: usize::from(ip.total_len),
-            ttl: ip.ttl,
-            port,
-            seg: ip.segment(),
-        };
+        let info = super::L4Info::new(ip, key, port);
         let (idx, side) = match self.conns.lookup(&info.key) {
             Some(found) => found,
             None => {
